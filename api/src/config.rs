@@ -1,0 +1,229 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `AGORA__*`
+//! environment variables (`AGORA__DATABASE__URL` sets `database.url`), then
+//! command-line flags. Secrets in here are never logged: `Debug` redacts them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Generates missing keys in the data directory, enables introspection.
+    Development,
+    /// Refuses to start without configured secrets.
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub mode: Mode,
+    /// Where the embedded database and development keys live.
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub graphql: GraphqlSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `ADDR:PORT`; port 0 picks a free port (tests use it).
+    pub bind: String,
+    /// Requests with a larger body get 413.
+    pub body_limit_bytes: usize,
+    /// Worker threads; defaults to the number of cores.
+    pub workers: Option<usize>,
+    /// Seconds given to in-flight requests on SIGTERM/Ctrl-C.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://…`; empty means `sqlite://<data_dir>/agora.db`.
+    pub url: Option<Secret>,
+    pub max_connections: u32,
+    /// Apply pending migrations at start-up. Defaults to on in development and off
+    /// in production, where `agora migrate up` runs as its own step (a Job).
+    pub auto_migrate: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// PKCS#8 PEM of the Ed25519 key that signs access tokens.
+    pub jwt_private_key_pem: Option<Secret>,
+    /// Or a file holding that PEM (e.g. a mounted Kubernetes Secret).
+    pub jwt_private_key_file: Option<PathBuf>,
+    pub issuer: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    /// Failed logins per e-mail address allowed per window before RATE_LIMITED.
+    pub login_attempts_per_window: u32,
+    pub login_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphqlSettings {
+    pub depth_limit: usize,
+    pub complexity_limit: usize,
+    /// Defaults to on in development, off in production.
+    pub introspection: Option<bool>,
+}
+
+/// A configuration value that must not appear in logs.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Development,
+            data_dir: PathBuf::from("data"),
+            server: ServerSettings {
+                bind: "127.0.0.1:8080".into(),
+                body_limit_bytes: 256 * 1024,
+                workers: None,
+                shutdown_timeout_secs: 30,
+            },
+            database: DatabaseSettings {
+                url: None,
+                max_connections: 10,
+                auto_migrate: None,
+            },
+            auth: AuthSettings {
+                jwt_private_key_pem: None,
+                jwt_private_key_file: None,
+                issuer: "agora".into(),
+                access_token_ttl_secs: 15 * 60,
+                refresh_token_ttl_secs: 30 * 24 * 3600,
+                login_attempts_per_window: 10,
+                login_window_secs: 15 * 60,
+            },
+            graphql: GraphqlSettings {
+                depth_limit: 12,
+                complexity_limit: 2_000,
+                introspection: None,
+            },
+        }
+    }
+}
+
+/// Flags that override every other source.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+impl Settings {
+    /// Loads defaults → `file` (if given) → `AGORA__*` env vars → `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, config::ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::Config::try_from(&Settings::default())?);
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("AGORA")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        if let Some(bind) = &overrides.bind {
+            settings.server.bind = bind.clone();
+        }
+        if let Some(dir) = &overrides.data_dir {
+            settings.data_dir = dir.clone();
+        }
+        if let Some(url) = &overrides.database_url {
+            settings.database.url = Some(Secret::new(url.clone()));
+        }
+        Ok(settings)
+    }
+
+    /// The database URL, defaulting to the embedded SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) if !url.expose().trim().is_empty() => url.expose().to_owned(),
+            _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("agora.db").display()),
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url().starts_with("sqlite:")
+    }
+
+    pub fn auto_migrate(&self) -> bool {
+        self.database.auto_migrate.unwrap_or(self.mode == Mode::Development)
+    }
+
+    pub fn introspection(&self) -> bool {
+        self.graphql.introspection.unwrap_or(self.mode == Mode::Development)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_locally_on_sqlite() {
+        let s = Settings::default();
+        assert_eq!(s.server.bind, "127.0.0.1:8080");
+        assert!(s.database_url().starts_with("sqlite://data"));
+        assert!(s.auto_migrate());
+    }
+
+    #[test]
+    fn file_then_overrides_apply_in_order() {
+        let dir = std::env::temp_dir().join(format!("agora-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agora.toml");
+        std::fs::write(&file, "mode = \"production\"\n[server]\nbind = \"0.0.0.0:9000\"\n").unwrap();
+        let s = Settings::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(s.mode, Mode::Production);
+        assert_eq!(s.server.bind, "0.0.0.0:9000");
+        assert!(!s.auto_migrate());
+        let s = Settings::load(
+            Some(&file),
+            &Overrides {
+                bind: Some("127.0.0.1:0".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.server.bind, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let mut s = Settings::default();
+        s.database.url = Some(Secret::new("postgres://u:hunter2@db/agora"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

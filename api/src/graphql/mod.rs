@@ -1,0 +1,105 @@
+//! The GraphQL schema: one Query/Mutation object per aggregate, merged here.
+
+pub mod account;
+pub mod context;
+pub mod errors;
+pub mod listing;
+pub mod loaders;
+pub mod node;
+pub mod provider;
+pub mod scalars;
+
+use std::sync::Arc;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, EmptySubscription, Interface, MergedObject, Object, Schema, ID};
+
+use self::account::{AccountMutation, AccountQuery, UserObject};
+use self::context::AppState;
+use self::errors::ApiResult;
+use self::listing::{ListingMutation, ListingObject, ListingQuery};
+use self::loaders::{ListingLoader, ProviderLoader};
+use self::node::NodeType;
+use self::provider::{ProviderMutation, ProviderObject, ProviderQuery};
+use crate::config::GraphqlSettings;
+
+/// Anything with a global id.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID"))]
+pub enum Node {
+    User(UserObject),
+    Provider(ProviderObject),
+    Listing(ListingObject),
+}
+
+#[derive(Default)]
+pub struct NodeQuery;
+
+#[Object]
+impl NodeQuery {
+    /// Fetches any object by its global id; null when it does not exist or is
+    /// not visible to the caller.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Node>> {
+        load_node(ctx, &id).await
+    }
+
+    /// Fetches several objects by global id, in order (at most 100).
+    #[graphql(complexity = "ids.len() * child_complexity")]
+    async fn nodes(&self, ctx: &Context<'_>, ids: Vec<ID>) -> ApiResult<Vec<Option<Node>>> {
+        if ids.len() > 100 {
+            return Err(errors::ApiError::bad_input("ids", "TOO_MANY", "ids: at most 100"));
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            out.push(load_node(ctx, id).await?);
+        }
+        Ok(out)
+    }
+}
+
+async fn load_node(ctx: &Context<'_>, id: &ID) -> ApiResult<Option<Node>> {
+    let Some((kind, uuid)) = node::decode(id) else {
+        return Ok(None);
+    };
+    Ok(match kind {
+        NodeType::User => account::load_user_node(ctx, uuid).await?.map(Node::User),
+        NodeType::Provider => ProviderObject::load(ctx, uuid).await?.map(Node::Provider),
+        NodeType::Listing => listing::load_listing_node(ctx, uuid).await?.map(Node::Listing),
+    })
+}
+
+#[derive(MergedObject, Default)]
+pub struct Query(NodeQuery, AccountQuery, ProviderQuery, ListingQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(AccountMutation, ProviderMutation, ListingMutation);
+
+pub type AgoraSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// The schema with its limits, without runtime state (for `agora schema`).
+pub fn builder(settings: &GraphqlSettings, introspection: bool) -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(settings.depth_limit)
+        .limit_complexity(settings.complexity_limit)
+        .limit_recursive_depth(32)
+        .limit_directives(50);
+    if !introspection {
+        builder = builder.disable_introspection();
+    }
+    builder
+}
+
+/// The schema wired to the application's state.
+pub fn build(state: Arc<AppState>, settings: &GraphqlSettings, introspection: bool) -> AgoraSchema {
+    let db = state.db.clone();
+    builder(settings, introspection)
+        .data(state)
+        .data(DataLoader::new(ProviderLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(ListingLoader(db), tokio::spawn))
+        .finish()
+}
+
+/// The SDL of the schema, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    builder(&crate::config::Settings::default().graphql, true).finish().sdl()
+}

@@ -1,0 +1,297 @@
+//! GraphQL over HTTP (https://graphql.github.io/graphql-over-http/):
+//!
+//! - `POST /graphql` with `Content-Type: application/json`, else 415;
+//! - the response type is negotiated on `Accept`: `application/graphql-response+json`
+//!   (the spec's type; 400 for requests that fail to parse or validate) or
+//!   `application/json` (the legacy type; 200 with `errors`, as the spec requires
+//!   for it); a missing `Accept` means `application/json`; neither acceptable → 406;
+//! - bodies above `server.body_limit_bytes` get 413;
+//! - `GET /graphql?query=…` runs queries (never mutations: 405); a browser's
+//!   `GET /graphql` gets GraphiQL.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_graphql::http::GraphiQLSource;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Request, Response, Value};
+use serde::Deserialize;
+
+use crate::graphql::context::{AppState, RequestAuth};
+use crate::graphql::AgoraSchema;
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+const JSON: &str = "application/json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    GraphqlResponse,
+    Json,
+}
+
+impl MediaType {
+    fn content_type(self) -> &'static str {
+        match self {
+            MediaType::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
+            MediaType::Json => "application/json; charset=utf-8",
+        }
+    }
+}
+
+/// Picks the response type from `Accept`, honouring q-values; `None` → 406.
+fn negotiate(req: &HttpRequest) -> Option<MediaType> {
+    let Some(accept) = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(MediaType::Json);
+    };
+    let mut best: Option<(f32, u8, MediaType)> = None;
+    for part in accept.split(',') {
+        let mut params = part.split(';');
+        let media = params.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = params
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if q <= 0.0 {
+            continue;
+        }
+        // Exact matches beat wildcards at the same q; the spec's type wins ties.
+        let candidate = match media.as_str() {
+            GRAPHQL_RESPONSE => Some((3, MediaType::GraphqlResponse)),
+            JSON => Some((2, MediaType::Json)),
+            "application/*" | "*/*" => Some((1, MediaType::GraphqlResponse)),
+            _ => None,
+        };
+        if let Some((rank, media)) = candidate {
+            if best.is_none_or(|(bq, br, _)| q > bq || (q == bq && rank > br)) {
+                best = Some((q, rank, media));
+            }
+        }
+    }
+    best.map(|(_, _, m)| m)
+}
+
+fn bearer(req: &HttpRequest, state: &AppState) -> RequestAuth {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    RequestAuth::new(token.map(|t| state.jwt.verify(t.trim())))
+}
+
+/// An error response for a request that never reached execution.
+fn request_error(status: StatusCode, media: MediaType, code: &str, message: &str) -> HttpResponse {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    });
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, media.content_type()))
+        .body(body.to_string())
+}
+
+/// Whether a response is a request error (the document did not parse or
+/// validate, or variables did not coerce): no data and only path-less errors.
+fn is_request_error(response: &Response) -> bool {
+    !response.errors.is_empty()
+        && matches!(response.data, Value::Null)
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
+/// Gives every error a stable `extensions.code`.
+fn label_errors(response: &mut Response, query: &str) {
+    let request_error = is_request_error(response);
+    let parse_failed = request_error && async_graphql::parser::parse_query(query).is_err();
+    for error in &mut response.errors {
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|ext| ext.get("code").is_some());
+        if has_code {
+            continue;
+        }
+        let code = if parse_failed {
+            "GRAPHQL_PARSE_FAILED"
+        } else if request_error {
+            "GRAPHQL_VALIDATION_FAILED"
+        } else {
+            // An error raised outside our resolvers (e.g. by async-graphql itself).
+            tracing::error!(error.message = %error.message, "unlabelled GraphQL error");
+            "INTERNAL"
+        };
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+}
+
+async fn execute(
+    schema: &AgoraSchema,
+    state: &Arc<AppState>,
+    req: &HttpRequest,
+    media: MediaType,
+    request: Request,
+) -> HttpResponse {
+    let query = request.query.clone();
+    let request = request.data(bearer(req, state));
+    let mut response = schema.execute(request).await;
+    label_errors(&mut response, &query);
+    let status = if media == MediaType::GraphqlResponse && is_request_error(&response) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = match serde_json::to_string(&response) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error.cause = %e, "cannot serialise a GraphQL response");
+            return request_error(StatusCode::INTERNAL_SERVER_ERROR, media, "INTERNAL", "internal error");
+        }
+    };
+    let mut http = HttpResponse::build(status);
+    http.insert_header((header::CONTENT_TYPE, media.content_type()));
+    if let Some(cache) = response.cache_control.value() {
+        if let Ok(v) = HeaderValue::from_str(&cache) {
+            http.insert_header((header::CACHE_CONTROL, v));
+        }
+    }
+    http.body(body)
+}
+
+pub async fn post(
+    req: HttpRequest,
+    body: web::Bytes,
+    schema: web::Data<AgoraSchema>,
+    state: web::Data<Arc<AppState>>,
+) -> HttpResponse {
+    let Some(media) = negotiate(&req) else {
+        return HttpResponse::NotAcceptable()
+            .content_type("text/plain; charset=utf-8")
+            .body("accept application/graphql-response+json or application/json");
+    };
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !content_type.starts_with(JSON) {
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            "BAD_REQUEST",
+            "send the request as application/json",
+        );
+    }
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                media,
+                "BAD_REQUEST",
+                &format!("the body is not a GraphQL request: {e}"),
+            )
+        }
+    };
+    execute(&schema, &state, &req, media, request).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetParams {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<String>,
+}
+
+fn wants_html(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+pub async fn get(
+    req: HttpRequest,
+    params: web::Query<GetParams>,
+    schema: web::Data<AgoraSchema>,
+    state: web::Data<Arc<AppState>>,
+) -> HttpResponse {
+    let params = params.into_inner();
+    let Some(query) = params.query.filter(|_| !wants_html(&req)) else {
+        return graphiql();
+    };
+    let Some(media) = negotiate(&req) else {
+        return HttpResponse::NotAcceptable().finish();
+    };
+    // Mutations over GET would let a link change state.
+    if let Ok(doc) = async_graphql::parser::parse_query(&query) {
+        let is_mutation = doc.operations.iter().any(|(name, op)| {
+            let selected = match (&params.operation_name, name) {
+                (Some(wanted), Some(name)) => wanted.as_str() == name.as_str(),
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            selected && op.node.ty != OperationType::Query
+        });
+        if is_mutation {
+            return HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, Method::POST.as_str()))
+                .insert_header((header::CONTENT_TYPE, media.content_type()))
+                .body(
+                    serde_json::json!({"errors": [{"message": "mutations must be sent with POST", "extensions": {"code": "BAD_REQUEST"}}]})
+                        .to_string(),
+                );
+        }
+    }
+    let mut request = Request::new(query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(vars) = params.variables {
+        match serde_json::from_str(&vars) {
+            Ok(vars) => request = request.variables(vars),
+            Err(_) => {
+                return request_error(StatusCode::BAD_REQUEST, media, "BAD_REQUEST", "variables must be a JSON object")
+            }
+        }
+    }
+    execute(&schema, &state, &req, media, request).await
+}
+
+fn graphiql() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(GraphiQLSource::build().endpoint("/graphql").title("Agora GraphiQL").finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn accept(value: &str) -> Option<MediaType> {
+        negotiate(&TestRequest::default().insert_header((header::ACCEPT, value)).to_http_request())
+    }
+
+    #[test]
+    fn negotiation_follows_the_spec() {
+        assert_eq!(negotiate(&TestRequest::default().to_http_request()), Some(MediaType::Json));
+        assert_eq!(accept(GRAPHQL_RESPONSE), Some(MediaType::GraphqlResponse));
+        assert_eq!(accept("application/json"), Some(MediaType::Json));
+        assert_eq!(
+            accept("application/json, application/graphql-response+json"),
+            Some(MediaType::GraphqlResponse)
+        );
+        assert_eq!(
+            accept("application/graphql-response+json;q=0.5, application/json"),
+            Some(MediaType::Json)
+        );
+        assert_eq!(accept("*/*"), Some(MediaType::GraphqlResponse));
+        assert_eq!(accept("text/html"), None);
+        assert_eq!(accept("application/json;q=0"), None);
+    }
+}

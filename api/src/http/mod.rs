@@ -1,0 +1,4 @@
+//! HTTP endpoints: GraphQL over HTTP, GraphiQL, health and readiness.
+
+pub mod graphql;
+pub mod health;

@@ -1,0 +1,11 @@
+//! Agora's API: the GraphQL schema, the actix-web server, authentication and the
+//! `agora` command line. `main.rs` only parses the command line and calls in here.
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod graphql;
+pub mod http;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,95 @@
+//! The `agora` binary: parse the command line, load configuration, dispatch.
+
+use std::io::BufRead;
+
+use agora_api::cli::{Cli, Command, KeysAction, MigrateAction};
+use agora_api::config::Settings;
+use agora_api::startup::Application;
+use agora_migrations::{Migrator, MigratorTrait};
+use anyhow::Context;
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    agora_api::telemetry::init();
+    let settings = Settings::load(cli.global.config.as_deref(), &cli.global.overrides())
+        .context("invalid configuration")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate { action } => migrate(&settings, action).await,
+        Command::Schema => {
+            print!("{}", agora_api::graphql::sdl());
+            Ok(())
+        }
+        Command::CreateAdmin { email } => create_admin(&settings, &email).await,
+        Command::Keys { action: KeysAction::Jwt } => {
+            print!("{}", agora_api::auth::JwtKeys::generate_pem()?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let host = settings.server.bind.rsplit_once(':').map(|(h, _)| h.to_owned()).unwrap_or_default();
+    let app = Application::build(settings).await?;
+    let shown_host = if host == "0.0.0.0" || host.is_empty() { "127.0.0.1".to_owned() } else { host };
+    let url = format!("http://{shown_host}:{}/graphql", app.port());
+    tracing::info!(url = %url, "Agora is serving");
+    println!("Agora is running. GraphiQL: {url}");
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    agora_persistence::db::connect(&settings.database_url(), 2)
+        .await
+        .context("cannot connect to the database")
+}
+
+async fn migrate(settings: &Settings, action: MigrateAction) -> anyhow::Result<()> {
+    let db = connect(settings).await?;
+    match action {
+        MigrateAction::Up => {
+            Migrator::up(&db, None).await?;
+            println!("all migrations applied");
+        }
+        MigrateAction::Down { steps } => {
+            Migrator::down(&db, Some(steps)).await?;
+            println!("rolled back {steps} migration(s)");
+        }
+        MigrateAction::Status => {
+            let applied: Vec<String> = Migrator::get_applied_migrations(&db)
+                .await?
+                .iter()
+                .map(|m| m.name().to_owned())
+                .collect();
+            for name in agora_migrations::migration_names() {
+                let state = if applied.contains(&name) { "applied" } else { "pending" };
+                println!("{state:8} {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create_admin(settings: &Settings, email: &str) -> anyhow::Result<()> {
+    let password = match std::env::var("AGORA_ADMIN_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            eprintln!("password (at least 12 characters), then Enter:");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let db = connect(settings).await?;
+    Migrator::up(&db, None).await?;
+    match agora_api::admin::create_admin(&db, email, &password).await? {
+        agora_api::admin::AdminOutcome::Created(id) => println!("created admin {email} ({id})"),
+        agora_api::admin::AdminOutcome::Promoted(id) => println!("{email} ({id}) is now an admin"),
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! The escrow behind an order: its state machine and how its funds pay out.
+
+pub mod payout;

@@ -1,0 +1,1 @@
+//! Orders: a buyer's purchase of a listing with its terms frozen.

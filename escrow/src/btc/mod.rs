@@ -1,0 +1,1 @@
+//! Bitcoin 2-of-3 escrow: descriptor, arbitrator keys, payout PSBTs.

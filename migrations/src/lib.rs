@@ -1,0 +1,27 @@
+//! Agora's schema, one file per change. The same migrations run on PostgreSQL and
+//! SQLite; Postgres-only extras (trigram search) are switched on by backend here.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_accounts;
+mod m20261121_000002_create_listings;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261121_000001_create_accounts::Migration),
+            Box::new(m20261121_000002_create_listings::Migration),
+        ]
+    }
+}
+
+/// Names of all migrations, in order; tests key their template databases on it.
+pub fn migration_names() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
+}

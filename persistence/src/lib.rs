@@ -1,0 +1,10 @@
+//! Agora's storage: connections, sea-orm entities and the repositories the API
+//! calls. No HTTP here; rows never leave this crate — repositories return records.
+
+pub mod accounts;
+pub mod db;
+pub mod entities;
+pub mod error;
+pub mod listings;
+
+pub use error::StoreError;
