@@ -138,12 +138,19 @@ async fn execute(
     let request = request.data(bearer(req, state));
     let mut response = schema.execute(request).await;
     label_errors(&mut response, &query);
-    let status = if media == MediaType::GraphqlResponse && is_request_error(&response) {
+    let failed_before_execution = is_request_error(&response);
+    let status = if media == MediaType::GraphqlResponse && failed_before_execution {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let body = match serde_json::to_string(&response) {
+    // A request that never executed has no `data` entry at all (spec §7.1.2).
+    let serialized = if failed_before_execution {
+        serde_json::to_string(&serde_json::json!({ "errors": response.errors }))
+    } else {
+        serde_json::to_string(&response)
+    };
+    let body = match serialized {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(error.cause = %e, "cannot serialise a GraphQL response");
