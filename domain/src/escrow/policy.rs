@@ -1,0 +1,116 @@
+//! When the marketplace's (arbitrator's) key may co-sign a payout (DESIGN §3).
+//!
+//! The key is the third key of a 2-of-3 escrow: with either party's signature
+//! it moves the funds, so it signs only outcomes the rules already decided:
+//! - a mutual cancel both parties agreed to → refund;
+//! - the review window passed after a delivery, without a dispute → release;
+//! - the delivery deadline passed without a delivery → refund (this also
+//!   covers funds that reached an expired order: nothing was delivered);
+//! - a recorded arbitration decision → exactly that split.
+//!
+//! Everything else is refused with a reason. In particular a buyer's release
+//! is signed by buyer and provider; the arbitrator key is not needed.
+//! The signer calls [`may_arbitrator_sign`] again on the stored state right
+//! before signing, and checks that the transaction pays what the plan says.
+
+use serde::{Deserialize, Serialize};
+
+use super::deadlines::passed;
+use super::machine::Context;
+use super::state::{EscrowState, Outcome, PayoutBasis};
+use crate::money::BasisPoints;
+
+/// The rule under which the arbitrator key may sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningRule {
+    MutualCancel,
+    ReviewWindowPassed,
+    DeliveryDeadlinePassed,
+    ArbitrationDecision { provider_bps: BasisPoints },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("no payout is prepared (the escrow is {state})")]
+    NoPayoutPrepared { state: &'static str },
+    #[error("the escrow is already settled")]
+    AlreadySettled,
+    #[error("the prepared payout is {prepared:?}, not {requested:?}")]
+    OutcomeMismatch {
+        prepared: Outcome,
+        requested: Outcome,
+    },
+    #[error("the buyer released the funds: buyer and provider sign, not the arbitrator")]
+    PartiesSign,
+    #[error("not before {deadline}")]
+    TooEarly {
+        deadline: chrono::DateTime<chrono::Utc>,
+    },
+    #[error("a cancel needs both parties")]
+    NotMutual,
+}
+
+/// Whether the arbitrator key may co-sign a payout of `outcome` for an escrow
+/// in `state`, and under which rule. Only `ctx.now` and `ctx.terms` are used.
+pub fn may_arbitrator_sign(
+    state: &EscrowState,
+    outcome: Outcome,
+    ctx: &Context,
+) -> Result<SigningRule, PolicyError> {
+    let payout = match state {
+        EscrowState::PayingOut { payout, .. } => payout,
+        EscrowState::Settled { .. } => return Err(PolicyError::AlreadySettled),
+        other => {
+            return Err(PolicyError::NoPayoutPrepared {
+                state: other.name(),
+            })
+        }
+    };
+    let prepared = payout.outcome();
+    // The plan's outcome is derived from the basis when it is built; a stored
+    // state where they differ is corrupt and signs nothing.
+    for candidate in [prepared, payout.plan.outcome()] {
+        if candidate != outcome {
+            return Err(PolicyError::OutcomeMismatch {
+                prepared: candidate,
+                requested: outcome,
+            });
+        }
+    }
+    let deadlines = &ctx.terms.deadlines;
+    match payout.basis {
+        PayoutBasis::BuyerReleased { .. } => Err(PolicyError::PartiesSign),
+        PayoutBasis::ReviewWindowPassed { delivered_at } => {
+            let review_ends = deadlines.review_ends(delivered_at);
+            if passed(ctx.now, review_ends) {
+                Ok(SigningRule::ReviewWindowPassed)
+            } else {
+                Err(PolicyError::TooEarly {
+                    deadline: review_ends,
+                })
+            }
+        }
+        PayoutBasis::DeliveryDeadlinePassed | PayoutBasis::LateFunds => {
+            if passed(ctx.now, deadlines.delivery_by) {
+                Ok(SigningRule::DeliveryDeadlinePassed)
+            } else {
+                Err(PolicyError::TooEarly {
+                    deadline: deadlines.delivery_by,
+                })
+            }
+        }
+        PayoutBasis::MutualCancel {
+            proposed_by,
+            accepted_by,
+        } => {
+            if proposed_by == accepted_by {
+                Err(PolicyError::NotMutual)
+            } else {
+                Ok(SigningRule::MutualCancel)
+            }
+        }
+        PayoutBasis::ArbitrationDecision { provider_bps, .. } => {
+            Ok(SigningRule::ArbitrationDecision { provider_bps })
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The arbitrator signing policy: each allowed rule, and the refusals.
+
+use super::*;
+use crate::escrow::policy::{may_arbitrator_sign, PolicyError, SigningRule};
+use crate::escrow::state::{Outcome, Payout, PayoutBasis};
+
+fn paying_out(basis: PayoutBasis) -> EscrowState {
+    let t = terms();
+    EscrowState::PayingOut {
+        funding: funding(),
+        payout: Payout {
+            basis,
+            plan: crate::escrow::plan::PayoutPlan::new(
+                basis.outcome(),
+                sats(DUE),
+                t.amount_due,
+                t.fees.commission_bps,
+                0,
+            ),
+            prepared_at: hours(100),
+            txid: None,
+        },
+    }
+}
+
+fn check(
+    state: &EscrowState,
+    outcome: Outcome,
+    now_hours: i64,
+) -> Result<SigningRule, PolicyError> {
+    may_arbitrator_sign(state, outcome, &ctx(Actor::System, hours(now_hours)))
+}
+
+#[test]
+fn a_mutual_cancel_may_be_refunded() {
+    let state = paying_out(PayoutBasis::MutualCancel {
+        proposed_by: Party::Buyer,
+        accepted_by: Party::Provider,
+    });
+    assert_eq!(
+        check(&state, Outcome::Refund, 60),
+        Ok(SigningRule::MutualCancel)
+    );
+}
+
+#[test]
+fn a_cancel_agreed_by_one_party_alone_is_refused() {
+    let state = paying_out(PayoutBasis::MutualCancel {
+        proposed_by: Party::Buyer,
+        accepted_by: Party::Buyer,
+    });
+    assert_eq!(
+        check(&state, Outcome::Refund, 60),
+        Err(PolicyError::NotMutual)
+    );
+}
+
+#[test]
+fn a_passed_review_window_may_be_released_but_not_early() {
+    let state = paying_out(PayoutBasis::ReviewWindowPassed {
+        delivered_at: hours(48),
+    });
+    assert_eq!(
+        check(&state, Outcome::Release, 121),
+        Ok(SigningRule::ReviewWindowPassed)
+    );
+    assert_eq!(
+        check(&state, Outcome::Release, 120),
+        Err(PolicyError::TooEarly {
+            deadline: hours(120)
+        })
+    );
+}
+
+#[test]
+fn a_passed_delivery_deadline_may_be_refunded_but_not_early() {
+    let state = paying_out(PayoutBasis::DeliveryDeadlinePassed);
+    assert_eq!(
+        check(&state, Outcome::Refund, 193),
+        Ok(SigningRule::DeliveryDeadlinePassed)
+    );
+    assert_eq!(
+        check(&state, Outcome::Refund, 192),
+        Err(PolicyError::TooEarly {
+            deadline: hours(192)
+        })
+    );
+}
+
+#[test]
+fn late_funds_are_refunded_under_the_delivery_deadline_rule() {
+    let state = paying_out(PayoutBasis::LateFunds);
+    assert_eq!(
+        check(&state, Outcome::Refund, 193),
+        Ok(SigningRule::DeliveryDeadlinePassed)
+    );
+    assert!(matches!(
+        check(&state, Outcome::Refund, 30),
+        Err(PolicyError::TooEarly { .. })
+    ));
+}
+
+#[test]
+fn an_arbitration_decision_may_be_paid_exactly_as_decided() {
+    let split = Outcome::Split {
+        provider_bps: bps(7_000),
+    };
+    let state = paying_out(PayoutBasis::ArbitrationDecision {
+        provider_bps: bps(7_000),
+        decided_at: hours(100),
+    });
+    assert_eq!(
+        check(&state, split, 100),
+        Ok(SigningRule::ArbitrationDecision {
+            provider_bps: bps(7_000)
+        })
+    );
+    for other in [
+        Outcome::Release,
+        Outcome::Refund,
+        Outcome::Split {
+            provider_bps: bps(7_001),
+        },
+    ] {
+        assert_eq!(
+            check(&state, other, 100),
+            Err(PolicyError::OutcomeMismatch {
+                prepared: split,
+                requested: other
+            })
+        );
+    }
+}
+
+#[test]
+fn a_buyer_release_is_signed_by_the_parties_not_the_arbitrator() {
+    let state = paying_out(PayoutBasis::BuyerReleased { at: hours(30) });
+    assert_eq!(
+        check(&state, Outcome::Release, 30),
+        Err(PolicyError::PartiesSign)
+    );
+}
+
+#[test]
+fn an_outcome_other_than_the_prepared_one_is_refused() {
+    let state = paying_out(PayoutBasis::DeliveryDeadlinePassed);
+    assert!(matches!(
+        check(&state, Outcome::Release, 300),
+        Err(PolicyError::OutcomeMismatch { .. })
+    ));
+}
+
+#[test]
+fn nothing_is_signed_without_a_prepared_payout() {
+    for state in [
+        EscrowState::new(),
+        funded(),
+        delivered(),
+        disputed(),
+        cancelling(Party::Buyer, None),
+    ] {
+        for outcome in [Outcome::Release, Outcome::Refund] {
+            assert_eq!(
+                check(&state, outcome, 1_000),
+                Err(PolicyError::NoPayoutPrepared {
+                    state: state.name()
+                })
+            );
+        }
+    }
+}
+
+#[test]
+fn nothing_is_signed_after_settlement() {
+    let state = EscrowState::Settled {
+        outcome: crate::escrow::state::Settled::Released,
+        by: crate::escrow::state::SettledBy::Payout { txid: "tx".into() },
+        at: hours(200),
+    };
+    assert_eq!(
+        check(&state, Outcome::Release, 300),
+        Err(PolicyError::AlreadySettled)
+    );
+}
+
+#[test]
+fn a_corrupt_plan_that_disagrees_with_its_basis_is_refused() {
+    let mut state = paying_out(PayoutBasis::DeliveryDeadlinePassed);
+    if let EscrowState::PayingOut { payout, .. } = &mut state {
+        payout.plan =
+            crate::escrow::plan::PayoutPlan::new(Outcome::Release, sats(DUE), sats(DUE), bps(0), 0);
+    }
+    assert!(matches!(
+        check(&state, Outcome::Refund, 300),
+        Err(PolicyError::OutcomeMismatch { .. })
+    ));
+}
