@@ -62,6 +62,31 @@ pub fn parse_bitcoin_key(input: &str) -> Result<BitcoinKey, KeyError> {
     })
 }
 
+/// The public key at `branch/index` (both unhardened) below a registered xpub:
+/// buyers and providers who register an xpub get a fresh key per escrow.
+pub fn derive_from_xpub(xpub: &str, branch: u32, index: u32) -> Result<bitcoin::PublicKey, KeyError> {
+    use bitcoin::bip32::ChildNumber;
+    let xpub = Xpub::from_str(xpub.trim()).map_err(|e| KeyError::InvalidXpub(e.to_string()))?;
+    let path = [
+        ChildNumber::from_normal_idx(branch).map_err(|e| KeyError::InvalidXpub(e.to_string()))?,
+        ChildNumber::from_normal_idx(index).map_err(|e| KeyError::InvalidXpub(e.to_string()))?,
+    ];
+    let secp = bitcoin::secp256k1::Secp256k1::verification_only();
+    let child = xpub
+        .derive_pub(&secp, &path)
+        .map_err(|e| KeyError::InvalidXpub(e.to_string()))?;
+    Ok(bitcoin::PublicKey::new(child.public_key))
+}
+
+/// A compressed public key from its hex form.
+pub fn bitcoin_public_key(hex_key: &str) -> Result<bitcoin::PublicKey, KeyError> {
+    let canonical = parse_bitcoin_key(hex_key)?;
+    if canonical.kind != BitcoinKeyKind::CompressedPublicKey {
+        return Err(KeyError::NotCompressed);
+    }
+    bitcoin::PublicKey::from_str(&canonical.canonical).map_err(|_| KeyError::InvalidPoint)
+}
+
 /// A validated XRPL signing key and the classic address it controls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XrplKey {
@@ -132,6 +157,16 @@ mod tests {
         let off_curve = format!("02{}05", "00".repeat(31));
         assert_eq!(parse_bitcoin_key(&off_curve), Err(KeyError::InvalidPoint));
         assert!(matches!(parse_bitcoin_key("xpub123"), Err(KeyError::InvalidXpub(_))));
+    }
+
+    #[test]
+    fn xpub_children_are_distinct_per_branch_and_index() {
+        let xpub = "xpub661MyMwAqRbcFtXgS5sYJABqqG9YLmC4Q1Rdap9gSE8NqtwybGhePY2gZ29ESFjqJoCu1Rupje8YtGqsefD265TMg7usUDFdp6W1EGMcet8";
+        let a = derive_from_xpub(xpub, 0, 7).unwrap();
+        assert_ne!(a, derive_from_xpub(xpub, 1, 7).unwrap());
+        assert_ne!(a, derive_from_xpub(xpub, 0, 8).unwrap());
+        assert_eq!(a, derive_from_xpub(xpub, 0, 7).unwrap());
+        assert!(derive_from_xpub(xpub, 1 << 31, 0).is_err());
     }
 
     #[test]

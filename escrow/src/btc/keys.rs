@@ -143,6 +143,23 @@ impl MarketplaceKeyStore {
         result
     }
 
+    /// The public key of the marketplace's fee wallet (`m/7477'/1'/0'`), where
+    /// development setups receive commissions when no fee address is configured.
+    pub fn fee_pubkey(&self) -> Result<PublicKey, KeyStoreError> {
+        let path = DerivationPath::from(vec![
+            ChildNumber::from_hardened_idx(7477).map_err(|_| KeyStoreError::Derivation)?,
+            ChildNumber::from_hardened_idx(1).map_err(|_| KeyStoreError::Derivation)?,
+            ChildNumber::from_hardened_idx(0).map_err(|_| KeyStoreError::Derivation)?,
+        ]);
+        let mut child = self
+            .master
+            .derive_priv(&self.secp, &path)
+            .map_err(|_| KeyStoreError::Derivation)?;
+        let public = PublicKey::new(child.private_key.public_key(&self.secp));
+        child.private_key.non_secure_erase();
+        Ok(public)
+    }
+
     /// Signs every input of `psbt` with the arbitrator key of escrow `index`, but
     /// only if the PSBT's transaction is exactly `expected`.
     pub fn sign_payout(

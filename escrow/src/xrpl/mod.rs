@@ -1,1 +1,31 @@
 //! XRP Ledger 2-of-3 escrow accounts and multisigned payouts.
+//!
+//! - [`account`]: addresses, keys, and the marketplace keyring that derives each
+//!   escrow account's key and the arbitrator's key from one secret;
+//! - [`setup`]: the funding Payment, the SignerListSet and the AccountSet that
+//!   disables the master key, and what the buyer should verify before funding;
+//! - [`payout`]: the split into one Payment per recipient, ready for multisigning;
+//! - [`multisig`]: signing, checking the signers' blobs, combining and verifying;
+//! - `codec`: the strict binary reader every blob from outside goes through.
+
+pub mod account;
+mod codec;
+pub mod multisig;
+pub mod payout;
+pub mod setup;
+
+pub use account::{
+    KeyAlgorithm, KeyError, SigningKey, XrplAccount, XrplAddress, XrplKeyring, XrplPublicKey,
+};
+pub use multisig::{
+    sign_payout, verify_multisigned, FinalPayout, MultisigError, SignatureCollector,
+};
+pub use payout::{
+    multisig_fee_drops, plan_payout, PayoutDestination, PayoutParams, PayoutParties, PayoutPlan,
+    PayoutTx, PayoutTxSpec, Recipient, PAYOUT_SIGNERS,
+};
+pub use setup::{
+    sign_escrow_configuration, sign_funding_payment, BuyerCheck, BuyerCheckSigner,
+    ConfigurationParams, EscrowConfiguration, EscrowSigners, FundingParams, Reserves, SignedTx,
+    TxBuildError, ASF_DISABLE_MASTER, ESCROW_QUORUM, MAX_FEE_DROPS, SIGNER_WEIGHT,
+};
