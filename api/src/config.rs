@@ -26,6 +26,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub graphql: GraphqlSettings,
+    pub orders: OrderSettings,
+    pub bitcoin: BitcoinSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +76,43 @@ pub struct GraphqlSettings {
     pub complexity_limit: usize,
     /// Defaults to on in development, off in production.
     pub introspection: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderSettings {
+    /// How long the buyer has to fund the escrow after placing an order.
+    pub funding_window_secs: u64,
+    /// How long the buyer has after delivery to dispute before funds auto-release.
+    pub review_period_secs: u64,
+    /// How long the other party has to answer a dispute.
+    pub dispute_response_secs: u64,
+    /// How often the deadline scheduler looks for passed deadlines.
+    pub scheduler_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitcoinSettings {
+    /// bitcoin, testnet, signet or regtest.
+    pub network: String,
+    /// The marketplace's extended private key (xprv/tprv) the arbitrator keys
+    /// derive from. Generated into the data directory in development.
+    pub xprv: Option<Secret>,
+    pub xprv_file: Option<PathBuf>,
+    /// Where commissions and arbitration fees are paid. Development default: an
+    /// address of the marketplace key.
+    pub marketplace_address: Option<String>,
+    /// Fee rate for payouts until a chain fee source is wired in.
+    pub fee_rate_sat_vb: u64,
+    pub commission_bps: u16,
+    pub arbitration_fee_fixed_sats: u64,
+    pub arbitration_fee_bps: u16,
+    /// Blocks before the buyer's refund path opens at which Agora raises an alert.
+    pub timelock_margin_blocks: u32,
+    /// `[max_amount_sats, confirmations]` pairs, ascending: an amount up to
+    /// `max_amount_sats` needs that many confirmations; above the last, the last.
+    pub confirmations: Vec<(u64, u32)>,
 }
 
 /// A configuration value that must not appear in logs.
@@ -126,6 +165,24 @@ impl Default for Settings {
                 depth_limit: 12,
                 complexity_limit: 2_000,
                 introspection: None,
+            },
+            orders: OrderSettings {
+                funding_window_secs: 24 * 3600,
+                review_period_secs: 72 * 3600,
+                dispute_response_secs: 48 * 3600,
+                scheduler_interval_secs: 30,
+            },
+            bitcoin: BitcoinSettings {
+                network: "regtest".into(),
+                xprv: None,
+                xprv_file: None,
+                marketplace_address: None,
+                fee_rate_sat_vb: 2,
+                commission_bps: 250,
+                arbitration_fee_fixed_sats: 5_000,
+                arbitration_fee_bps: 100,
+                timelock_margin_blocks: 144,
+                confirmations: vec![(1_000_000, 1), (10_000_000, 3), (100_000_000, 6)],
             },
         }
     }

@@ -4,8 +4,10 @@
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod graphql;
 pub mod http;
+pub mod orders;
 pub mod startup;
 pub mod telemetry;

@@ -10,7 +10,13 @@ use actix_web::{web, App, HttpServer};
 use agora_migrations::{Migrator, MigratorTrait};
 use anyhow::Context as _;
 
+use agora_domain::clock::{Clock, SystemClock};
+use agora_escrow::btc::{generate_master, MarketplaceKeyStore};
+
+use crate::auth::jwt::write_private;
 use crate::auth::rate_limit::LoginThrottle;
+use crate::config::Mode;
+use crate::orders::bitcoin::{p2wpkh, parse_address, parse_network, BitcoinContext};
 use crate::auth::JwtKeys;
 use crate::config::Settings;
 use crate::graphql::context::AppState;
@@ -25,6 +31,11 @@ pub struct Application {
 impl Application {
     /// Connects, migrates (when configured), loads keys and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As `build`, with the clock deadlines are judged by.
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
         let jwt = JwtKeys::load(&settings.auth, settings.mode, &settings.data_dir)?;
@@ -34,9 +45,14 @@ impl Application {
         if settings.auto_migrate() {
             Migrator::up(&db, None).await.context("cannot apply migrations")?;
         }
+        let bitcoin = bitcoin_context(&settings)?;
         let state = Arc::new(AppState {
             db,
             jwt,
+            clock,
+            bitcoin,
+            bitcoin_settings: settings.bitcoin.clone(),
+            order_settings: settings.orders.clone(),
             refresh_ttl: chrono::Duration::seconds(
                 i64::try_from(settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
             ),
@@ -45,6 +61,10 @@ impl Application {
                 Duration::from_secs(settings.auth.login_window_secs),
             ),
         });
+        crate::orders::scheduler::spawn(
+            state.clone(),
+            Duration::from_secs(settings.orders.scheduler_interval_secs.max(1)),
+        );
         let schema = crate::graphql::build(state.clone(), &settings.graphql, settings.introspection());
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
@@ -53,11 +73,12 @@ impl Application {
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .app_data(web::PayloadConfig::new(body_limit))
+                .app_data(web::Data::new(http::graphql::BodyLimit(body_limit)))
                 .app_data(web::Data::new(schema.clone()))
                 .app_data(web::Data::new(app_state.clone()))
                 .route("/graphql", web::post().to(http::graphql::post))
                 .route("/graphql", web::get().to(http::graphql::get))
+                .route("/graphql", web::route().to(http::graphql::method_not_allowed))
                 .route("/healthz", web::get().to(http::health::healthz))
                 .route("/readyz", web::get().to(http::health::readyz))
         })
@@ -85,4 +106,46 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+const DEV_BITCOIN_KEY_FILE: &str = "bitcoin-marketplace.xprv";
+
+/// The marketplace's Bitcoin key store and payout settings. In development a
+/// key is generated once into the data directory (test networks only); in
+/// production the key must come from configuration.
+fn bitcoin_context(settings: &Settings) -> anyhow::Result<BitcoinContext> {
+    let cfg = &settings.bitcoin;
+    let network = parse_network(&cfg.network)
+        .ok_or_else(|| anyhow::anyhow!("bitcoin.network must be bitcoin, testnet, signet or regtest"))?;
+    let keystore = if let Some(xprv) = &cfg.xprv {
+        MarketplaceKeyStore::from_xprv_str(xprv.expose())?
+    } else if let Some(path) = &cfg.xprv_file {
+        MarketplaceKeyStore::from_file(path)?
+    } else if settings.mode == Mode::Production || network == bitcoin::Network::Bitcoin {
+        anyhow::bail!(
+            "the marketplace's Bitcoin key is missing: set bitcoin.xprv_file (AGORA__BITCOIN__XPRV_FILE); `agora keys bitcoin` makes one"
+        );
+    } else {
+        let path = settings.data_dir.join(DEV_BITCOIN_KEY_FILE);
+        if !path.exists() {
+            let (xprv, _) = generate_master(network)?;
+            write_private(&path, &xprv).with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(key.path = %path.display(), "generated a development Bitcoin marketplace key");
+        }
+        MarketplaceKeyStore::from_file(&path)?
+    };
+    let marketplace_address = match &cfg.marketplace_address {
+        Some(a) => parse_address("bitcoin.marketplace_address", a, network)
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?,
+        None if settings.mode == Mode::Production => {
+            anyhow::bail!("set bitcoin.marketplace_address: where commissions and fees are paid")
+        }
+        None => p2wpkh(&keystore.fee_pubkey()?, network).map_err(|e| anyhow::anyhow!("{}", e.message()))?,
+    };
+    Ok(BitcoinContext {
+        network,
+        keystore,
+        marketplace_address,
+        fee_rate_sat_vb: cfg.fee_rate_sat_vb,
+    })
 }

@@ -3,6 +3,7 @@
 //! functions.
 
 pub mod account;
+pub mod clock;
 pub mod escrow;
 pub mod listing;
 pub mod money;

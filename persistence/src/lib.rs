@@ -6,5 +6,6 @@ pub mod db;
 pub mod entities;
 pub mod error;
 pub mod listings;
+pub mod orders;
 
 pub use error::StoreError;

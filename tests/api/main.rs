@@ -1,4 +1,10 @@
 //! End-to-end tests through HTTP. One binary, so it links once.
 
+pub use agora_tests::GqlResponse;
+
 mod auth;
+mod orders_btc;
+mod http;
+mod listings;
 mod schema;
+mod search;

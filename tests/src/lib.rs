@@ -8,10 +8,15 @@
 //! server (default `postgres://postgres@127.0.0.1:5432/postgres`).
 
 pub mod db;
+pub mod wallet;
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
+use agora_api::clock::AdjustableClock;
 use agora_api::config::{Mode, Secret, Settings};
+use agora_api::graphql::context::AppState;
 use agora_api::startup::Application;
 use serde_json::{json, Value};
 
@@ -21,6 +26,10 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct TestApp {
     pub address: String,
+    /// The server's state, for delivering chain events the way the watcher will.
+    pub state: Arc<AppState>,
+    /// The clock deadlines are judged by; tests advance it.
+    pub clock: Arc<AdjustableClock>,
     pub client: reqwest::Client,
     pub backend: Backend,
     pub data_dir: PathBuf,
@@ -90,11 +99,17 @@ impl TestApp {
         settings.database.auto_migrate = Some(true);
         tweak(&mut settings);
         let data_dir = settings.data_dir.clone();
-        let app = Application::build(settings).await.expect("the application builds");
+        let clock = Arc::new(AdjustableClock::default());
+        let app = Application::build_with_clock(settings, clock.clone())
+            .await
+            .expect("the application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
         tokio::spawn(app.run_until_stopped());
         TestApp {
             address,
+            state,
+            clock,
             client: reqwest::Client::new(),
             backend,
             data_dir,
@@ -239,6 +254,47 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
                     super::$name($crate::TestApp::spawn($crate::Backend::Sqlite).await).await
+                }
+            }
+        )+
+    };
+}
+
+impl TestApp {
+    /// Creates a listing (`overrides` merged into a valid input) and returns its id.
+    pub async fn new_listing(&self, token: &str, overrides: Value) -> String {
+        let data = self.create_listing(token, overrides).await.ok();
+        data["createListing"]["listing"]["id"].as_str().expect("a listing id").to_owned()
+    }
+}
+
+/// Asserts that `resp` failed with `BAD_USER_INPUT` naming `field` for `reason`.
+#[track_caller]
+pub fn assert_bad_input(resp: &GqlResponse, field: &str, reason: &str) {
+    let ext = &resp.error()["extensions"];
+    assert_eq!(
+        (resp.error_code(), ext["field"].as_str(), ext["reason"].as_str()),
+        (Some("BAD_USER_INPUT"), Some(field), Some(reason)),
+        "{}",
+        serde_json::to_string_pretty(&resp.body).unwrap_or_default()
+    );
+}
+
+/// Like [`on_both_backends!`] for tests that spawn the app themselves (e.g. with
+/// smaller limits): runs each `async fn(Backend)` once per backend.
+#[macro_export]
+macro_rules! for_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await
                 }
             }
         )+

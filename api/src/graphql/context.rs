@@ -12,6 +12,9 @@ use uuid::Uuid;
 
 use super::errors::{ApiError, ApiResult};
 use crate::auth::rate_limit::LoginThrottle;
+use crate::config::{BitcoinSettings, OrderSettings};
+use crate::orders::bitcoin::BitcoinContext;
+use agora_domain::clock::Clock;
 use crate::auth::{AccessClaims, JwtKeys, TokenError};
 
 /// Shared, immutable state of the server.
@@ -20,6 +23,11 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub refresh_ttl: chrono::Duration,
     pub login_throttle: LoginThrottle,
+    /// The time deadlines are judged by (tests move it forward).
+    pub clock: Arc<dyn Clock>,
+    pub bitcoin: BitcoinContext,
+    pub bitcoin_settings: BitcoinSettings,
+    pub order_settings: OrderSettings,
 }
 
 /// The authenticated caller, loaded at most once per request.

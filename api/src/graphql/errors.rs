@@ -6,7 +6,7 @@ use agora_persistence::StoreError;
 use async_graphql::ErrorExtensions;
 
 /// Every code a client can receive in `extensions.code`.
-pub const CODES: [&str; 9] = [
+pub const CODES: [&str; 10] = [
     "UNAUTHENTICATED",
     "FORBIDDEN",
     "BAD_USER_INPUT",
@@ -16,6 +16,9 @@ pub const CODES: [&str; 9] = [
     "INTERNAL",
     "GRAPHQL_PARSE_FAILED",
     "GRAPHQL_VALIDATION_FAILED",
+    // The HTTP request itself is unusable: wrong content type, malformed or
+    // oversized body, a mutation over GET.
+    "BAD_REQUEST",
 ];
 
 /// An error for the client.
@@ -35,6 +38,12 @@ pub enum ApiError {
     NotFound(String),
     Conflict(String),
     RateLimited { retry_after_secs: u64 },
+    /// FORBIDDEN or CONFLICT with a stable `extensions.reason` (e.g. WRONG_STATE).
+    Rejected {
+        code: &'static str,
+        reason: &'static str,
+        message: String,
+    },
     /// The cause is logged when the error is made and never sent.
     Internal(String),
 }
@@ -51,6 +60,25 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Internal(_) => "INTERNAL",
+            ApiError::Rejected { code, .. } => code,
+        }
+    }
+
+    /// CONFLICT: the request does not fit the current state; `reason` says why.
+    pub fn conflict(reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Rejected {
+            code: "CONFLICT",
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// FORBIDDEN with a reason.
+    pub fn forbidden(reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Rejected {
+            code: "FORBIDDEN",
+            reason,
+            message: message.into(),
         }
     }
 
@@ -61,7 +89,7 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m) => m.clone(),
-            ApiError::BadInput { message, .. } => message.clone(),
+            ApiError::BadInput { message, .. } | ApiError::Rejected { message, .. } => message.clone(),
             ApiError::RateLimited { retry_after_secs } => {
                 format!("too many attempts; retry in {retry_after_secs} s")
             }
@@ -126,6 +154,9 @@ impl From<ApiError> for async_graphql::Error {
             match e {
                 ApiError::BadInput { field, reason, .. } => {
                     ext.set("field", field.as_str());
+                    ext.set("reason", *reason);
+                }
+                ApiError::Rejected { reason, .. } => {
                     ext.set("reason", *reason);
                 }
                 ApiError::RateLimited { retry_after_secs } => {

@@ -6,6 +6,7 @@ pub mod errors;
 pub mod listing;
 pub mod loaders;
 pub mod node;
+pub mod order;
 pub mod provider;
 pub mod scalars;
 
@@ -18,6 +19,7 @@ use self::account::{AccountMutation, AccountQuery, UserObject};
 use self::context::AppState;
 use self::errors::ApiResult;
 use self::listing::{ListingMutation, ListingObject, ListingQuery};
+use self::order::{OrderMutation, OrderObject, OrderQuery};
 use self::loaders::{ListingLoader, ProviderLoader};
 use self::node::NodeType;
 use self::provider::{ProviderMutation, ProviderObject, ProviderQuery};
@@ -30,6 +32,7 @@ pub enum Node {
     User(UserObject),
     Provider(ProviderObject),
     Listing(ListingObject),
+    Order(OrderObject),
 }
 
 #[derive(Default)]
@@ -65,14 +68,15 @@ async fn load_node(ctx: &Context<'_>, id: &ID) -> ApiResult<Option<Node>> {
         NodeType::User => account::load_user_node(ctx, uuid).await?.map(Node::User),
         NodeType::Provider => ProviderObject::load(ctx, uuid).await?.map(Node::Provider),
         NodeType::Listing => listing::load_listing_node(ctx, uuid).await?.map(Node::Listing),
+        NodeType::Order => order::load_order_node(ctx, uuid).await?.map(Node::Order),
     })
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(NodeQuery, AccountQuery, ProviderQuery, ListingQuery);
+pub struct Query(NodeQuery, AccountQuery, ProviderQuery, ListingQuery, OrderQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountMutation, ProviderMutation, ListingMutation);
+pub struct Mutation(AccountMutation, ProviderMutation, ListingMutation, OrderMutation);
 
 pub type AgoraSchema = Schema<Query, Mutation, EmptySubscription>;
 

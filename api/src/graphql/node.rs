@@ -11,16 +11,18 @@ pub enum NodeType {
     User,
     Provider,
     Listing,
+    Order,
 }
 
 impl NodeType {
-    const ALL: [NodeType; 3] = [NodeType::User, NodeType::Provider, NodeType::Listing];
+    const ALL: [NodeType; 4] = [NodeType::User, NodeType::Provider, NodeType::Listing, NodeType::Order];
 
     fn name(self) -> &'static str {
         match self {
             NodeType::User => "User",
             NodeType::Provider => "Provider",
             NodeType::Listing => "Listing",
+            NodeType::Order => "Order",
         }
     }
 }

@@ -167,16 +167,56 @@ async fn execute(
     http.body(body)
 }
 
+/// The body limit, set from `server.body_limit_bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Reads the body up to `limit` bytes; `None` when it is larger.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Option<web::BytesMut>, actix_web::Error> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 pub async fn post(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     schema: web::Data<AgoraSchema>,
     state: web::Data<Arc<AppState>>,
+    limit: web::Data<BodyLimit>,
 ) -> HttpResponse {
     let Some(media) = negotiate(&req) else {
         return HttpResponse::NotAcceptable()
             .content_type("text/plain; charset=utf-8")
             .body("accept application/graphql-response+json or application/json");
+    };
+    let too_large = || {
+        request_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            media,
+            "BAD_REQUEST",
+            &format!("the request body is larger than {} bytes", limit.0),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit.0) {
+        return too_large();
+    }
+    let body = match read_body(payload, limit.0).await {
+        Ok(Some(body)) => body,
+        Ok(None) => return too_large(),
+        Err(_) => return request_error(StatusCode::BAD_REQUEST, media, "BAD_REQUEST", "the request body could not be read"),
     };
     let content_type = req
         .headers()
@@ -192,7 +232,16 @@ pub async fn post(
             "send the request as application/json",
         );
     }
-    let request: Request = match serde_json::from_slice(&body) {
+    // serde would also read a request struct from a JSON array; a GraphQL
+    // request is an object, so anything else is refused first.
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body).and_then(|value| {
+        if value.is_object() {
+            serde_json::from_value::<Request>(value)
+        } else {
+            Err(serde::de::Error::custom("expected a JSON object"))
+        }
+    });
+    let request: Request = match parsed {
         Ok(request) => request,
         Err(e) => {
             return request_error(
@@ -267,6 +316,13 @@ pub async fn get(
         }
     }
     execute(&schema, &state, &req, media, request).await
+}
+
+/// Any other method on `/graphql`.
+pub async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, "GET, POST"))
+        .finish()
 }
 
 fn graphiql() -> HttpResponse {

@@ -22,7 +22,7 @@ use miniscript::policy::{Concrete, Liftable};
 use miniscript::{Descriptor, Segwitv0};
 
 /// The three keys of the 2-of-3 payout branch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EscrowParty {
     Buyer,
     Provider,

@@ -22,7 +22,7 @@ pub(crate) mod test_keys;
 pub use descriptor::{DescriptorError, EscrowDescriptor, EscrowKeys, EscrowKeysError, EscrowParty};
 pub use keys::{generate_master, KeyStoreError, MarketplaceKeyStore};
 pub use payout::{
-    build_payout, ExpectedInput, ExpectedPayout, FundingUtxo, PayoutAddresses, PayoutBuildError,
+    build_payout, build_payout_with, ExpectedInput, ExpectedPayout, FundingUtxo, PayoutAddresses, PayoutBuildError,
     PayoutPlan, PayoutRole,
 };
 pub use psbt_import::{finalize_payout, import_signed_psbt, ImportOutcome, PsbtImportError};

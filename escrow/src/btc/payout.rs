@@ -329,6 +329,21 @@ pub fn build_payout(
     terms: &PayoutTerms,
     fee_rate_sat_vb: u64,
 ) -> Result<PayoutPlan, PayoutBuildError> {
+    build_payout_with(escrow, funding, to, fee_rate_sat_vb, |funded, fee| {
+        split(funded, fee, terms)
+    })
+}
+
+/// Builds a payout whose amounts come from `divide(funded, network_fee)`, e.g.
+/// the domain's `PayoutPlan::breakdown`, which returns over-funding to the
+/// buyer before the split. `divide` must account for every funded satoshi.
+pub fn build_payout_with(
+    escrow: &EscrowDescriptor,
+    funding: &[FundingUtxo],
+    to: &PayoutAddresses,
+    fee_rate_sat_vb: u64,
+    divide: impl Fn(u64, u64) -> Result<PayoutBreakdown, PayoutError>,
+) -> Result<PayoutPlan, PayoutBuildError> {
     if !(1..=MAX_FEE_RATE_SAT_VB).contains(&fee_rate_sat_vb) {
         return Err(PayoutBuildError::InvalidFeeRate(fee_rate_sat_vb));
     }
@@ -350,7 +365,7 @@ pub fn build_payout(
         let fee = fee_rate_sat_vb
             .checked_mul(vsize)
             .ok_or(PayoutBuildError::InvalidFeeRate(fee_rate_sat_vb))?;
-        let breakdown = split(funded.to_sat(), fee, terms)?;
+        let breakdown = divide(funded.to_sat(), fee)?;
         let kept: Vec<PayoutRole> = roles
             .iter()
             .copied()

@@ -1,0 +1,703 @@
+//! Orders over GraphQL: placing them, the parties' actions, the payout to sign.
+
+use agora_domain::escrow::{Actor, EscrowEvent, EscrowState, Outcome, Party, Settled};
+use agora_domain::order::PricingSnapshot;
+use agora_escrow::btc::EscrowParty;
+use agora_persistence::orders as order_store;
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::context::{state, viewer};
+use super::errors::{ApiError, ApiResult};
+use super::listing::AssetGql;
+use super::node::{expect, global_id, NodeType};
+use super::provider::ProviderObject;
+use super::scalars::MinorUnits;
+use crate::orders::bitcoin::{BtcEscrow, BtcPayout};
+use crate::orders::place::{place, PlaceOrderRequest};
+use crate::orders::{self, Caller, EscrowRecord, Order};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum OrderStatus {
+    /// Waiting for the buyer to fund the escrow address.
+    AwaitingFunding,
+    /// Not funded in time.
+    Expired,
+    Funded,
+    Delivered,
+    /// One party proposed a mutual cancel.
+    Cancelling,
+    Disputed,
+    /// A release to the provider is being signed or confirmed.
+    Releasing,
+    /// A refund to the buyer is being signed or confirmed.
+    Refunding,
+    /// An arbitrated split is being signed or confirmed.
+    Settling,
+    Settled,
+}
+
+fn status_of(state: &EscrowState) -> OrderStatus {
+    match state {
+        EscrowState::AwaitingFunding { .. } => OrderStatus::AwaitingFunding,
+        EscrowState::Expired { .. } => OrderStatus::Expired,
+        EscrowState::Funded { .. } => OrderStatus::Funded,
+        EscrowState::Delivered { .. } => OrderStatus::Delivered,
+        EscrowState::Cancelling { .. } => OrderStatus::Cancelling,
+        EscrowState::Disputed { .. } => OrderStatus::Disputed,
+        EscrowState::PayingOut { payout, .. } => match payout.outcome() {
+            Outcome::Release => OrderStatus::Releasing,
+            Outcome::Refund => OrderStatus::Refunding,
+            Outcome::Split { .. } => OrderStatus::Settling,
+        },
+        EscrowState::Settled { .. } => OrderStatus::Settled,
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum PayoutOutcome {
+    Release,
+    Refund,
+    Split,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum OrderRole {
+    Buyer,
+    Provider,
+    Arbitrator,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum EscrowSigner {
+    Buyer,
+    Provider,
+    /// The marketplace key, co-signing only where the signing policy allows.
+    Marketplace,
+}
+
+impl From<EscrowParty> for EscrowSigner {
+    fn from(p: EscrowParty) -> Self {
+        match p {
+            EscrowParty::Buyer => EscrowSigner::Buyer,
+            EscrowParty::Provider => EscrowSigner::Provider,
+            EscrowParty::Arbitrator => EscrowSigner::Marketplace,
+        }
+    }
+}
+
+fn outcome_gql(o: Outcome) -> (PayoutOutcome, i32) {
+    match o {
+        Outcome::Release => (PayoutOutcome::Release, 10_000),
+        Outcome::Refund => (PayoutOutcome::Refund, 0),
+        Outcome::Split { provider_bps } => (PayoutOutcome::Split, i32::from(provider_bps.get())),
+    }
+}
+
+/// An order and its escrow. Visible to its buyer, its provider and its
+/// assigned arbitrator.
+pub struct OrderObject(pub Order);
+
+#[derive(SimpleObject)]
+pub struct OrderDeadlines {
+    /// The escrow must be funded (with the required confirmations) by then.
+    pub funding_by: DateTime<Utc>,
+    /// The provider must mark the order delivered by then.
+    pub delivery_by: DateTime<Utc>,
+    pub review_period_hours: i64,
+    /// When funds are released automatically unless the buyer disputes (once delivered).
+    pub review_ends_at: Option<DateTime<Utc>>,
+}
+
+#[derive(SimpleObject)]
+pub struct OrderFees {
+    /// Marketplace commission on the provider's share, in basis points.
+    pub commission_bps: i32,
+    /// Charged only when a dispute is decided: fixed part, in minor units.
+    pub arbitration_fee_fixed: MinorUnits,
+    pub arbitration_fee_bps: i32,
+}
+
+#[derive(SimpleObject)]
+pub struct ListingSnapshotGql {
+    pub listing_id: ID,
+    pub title: String,
+    pub category: String,
+    /// The fixed price, or the price per unit of a metered listing.
+    pub price: MinorUnits,
+    pub metered_unit: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct FundingUtxoGql {
+    pub txid: String,
+    pub vout: u32,
+    pub amount: MinorUnits,
+}
+
+#[derive(SimpleObject)]
+pub struct BitcoinPayoutAddresses {
+    pub provider: String,
+    pub buyer: String,
+    pub marketplace: String,
+}
+
+/// The Bitcoin 2-of-3 escrow behind an order:
+/// `or(9@thresh(2,pk(B),pk(P),pk(A)),1@and(pk(B_refund),older(T)))` as P2WSH.
+#[derive(SimpleObject)]
+pub struct BitcoinEscrowGql {
+    pub network: String,
+    /// Send exactly the amount due here.
+    pub address: String,
+    /// The output descriptor (with checksum), for wallets that import it.
+    pub descriptor: String,
+    /// The witness script, hex.
+    pub witness_script: String,
+    /// Blocks after funding at which the buyer alone can take the refund path.
+    pub timelock_blocks: i32,
+    pub buyer_public_key: String,
+    pub buyer_refund_public_key: String,
+    pub provider_public_key: String,
+    /// The marketplace's key for this escrow (derived at `arbitratorKeyIndex`).
+    pub arbitrator_public_key: String,
+    pub arbitrator_key_index: u32,
+    pub payout_addresses: BitcoinPayoutAddresses,
+    pub funding_utxos: Vec<FundingUtxoGql>,
+    pub confirmations: u32,
+}
+
+#[derive(SimpleObject)]
+pub struct PayoutBreakdownGql {
+    pub provider: MinorUnits,
+    pub buyer: MinorUnits,
+    pub commission: MinorUnits,
+    pub arbitration_fee: MinorUnits,
+    pub network_fee: MinorUnits,
+}
+
+#[derive(SimpleObject)]
+pub struct PayoutOutputGql {
+    /// provider, buyer or marketplace.
+    pub role: String,
+    pub amount: MinorUnits,
+}
+
+/// The payout currently allowed, and the signatures collected for it.
+#[derive(SimpleObject)]
+pub struct PayoutGql {
+    pub outcome: PayoutOutcome,
+    /// Share of the pool to the provider (10000 = all).
+    pub provider_bps: i32,
+    /// The PSBT to sign (base64), with every signature collected so far.
+    pub psbt: String,
+    pub txid: String,
+    pub fee_rate_sat_vb: u64,
+    pub breakdown: PayoutBreakdownGql,
+    pub outputs: Vec<PayoutOutputGql>,
+    /// Shares below the dust limit, left to the network fee.
+    pub dropped_dust: Vec<PayoutOutputGql>,
+    pub signed_by: Vec<EscrowSigner>,
+    /// True once two keys signed every input and every input passed Bitcoin
+    /// Core's script interpreter.
+    pub complete: bool,
+    /// The final transaction (hex), once complete.
+    pub transaction_hex: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct OrderEventGql {
+    pub event: String,
+    pub actor: String,
+    pub from_status: String,
+    pub to_status: String,
+    pub detail: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(SimpleObject)]
+pub struct ArbitratorSignatureGql {
+    /// The rule of the signing policy that allowed the signature.
+    pub rule: String,
+    pub outcome: String,
+    pub txid: String,
+    pub public_key: String,
+    pub signed_at: DateTime<Utc>,
+}
+
+#[derive(SimpleObject)]
+pub struct SettlementGql {
+    pub outcome: PayoutOutcome,
+    pub provider_bps: i32,
+    /// The transaction that settled the escrow.
+    pub txid: String,
+    /// True when the buyer used the time-locked refund path.
+    pub by_timelock: bool,
+    pub at: DateTime<Utc>,
+}
+
+fn payout_gql(outcome: Outcome, p: &BtcPayout) -> PayoutGql {
+    let (outcome, provider_bps) = outcome_gql(outcome);
+    let b = &p.breakdown;
+    PayoutGql {
+        outcome,
+        provider_bps,
+        psbt: p.psbt.clone(),
+        txid: p.txid.to_string(),
+        fee_rate_sat_vb: p.fee_rate_sat_vb,
+        breakdown: PayoutBreakdownGql {
+            provider: b.provider.into(),
+            buyer: b.buyer.into(),
+            commission: b.commission.into(),
+            arbitration_fee: b.arbitration_fee.into(),
+            network_fee: p.fee.into(),
+        },
+        outputs: p
+            .outputs
+            .iter()
+            .map(|(role, amount)| PayoutOutputGql {
+                role: role.clone(),
+                amount: (*amount).into(),
+            })
+            .collect(),
+        dropped_dust: p
+            .dropped_dust
+            .iter()
+            .map(|(role, amount)| PayoutOutputGql {
+                role: role.clone(),
+                amount: (*amount).into(),
+            })
+            .collect(),
+        signed_by: p.signed_by.iter().map(|s| (*s).into()).collect(),
+        complete: p.final_tx.is_some(),
+        transaction_hex: p.final_tx.clone(),
+    }
+}
+
+impl OrderObject {
+    fn btc(&self) -> &BtcEscrow {
+        match &self.0.escrow {
+            EscrowRecord::Bitcoin(b) => b,
+        }
+    }
+
+    fn current_payout(&self) -> Option<PayoutGql> {
+        let EscrowState::PayingOut { payout, .. } = &self.0.state else {
+            return None;
+        };
+        self.btc().payout.as_ref().map(|p| payout_gql(payout.outcome(), p))
+    }
+}
+
+#[Object(name = "Order")]
+impl OrderObject {
+    pub async fn id(&self) -> ID {
+        global_id(NodeType::Order, self.0.id())
+    }
+
+    async fn status(&self) -> OrderStatus {
+        status_of(&self.0.state)
+    }
+
+    /// Increments on every change.
+    async fn version(&self) -> i32 {
+        self.0.record.version
+    }
+
+    /// The caller's part in this order.
+    async fn my_role(&self, ctx: &Context<'_>) -> ApiResult<Option<OrderRole>> {
+        let v = viewer(ctx).await?;
+        Ok(self.0.actor_of(v.user_id).and_then(|a| match a {
+            Actor::Buyer => Some(OrderRole::Buyer),
+            Actor::Provider => Some(OrderRole::Provider),
+            Actor::Arbitrator => Some(OrderRole::Arbitrator),
+            _ => None,
+        }))
+    }
+
+    async fn asset(&self) -> AssetGql {
+        self.0.terms.asset().into()
+    }
+
+    /// The price (or metered deposit) to fund, in minor units.
+    async fn amount_due(&self) -> MinorUnits {
+        self.0.terms.amount_due().minor().into()
+    }
+
+    /// The listing as it was when the order was placed.
+    async fn listing(&self) -> ListingSnapshotGql {
+        let l = self.0.terms.listing();
+        let (price, metered_unit) = match &l.pricing {
+            PricingSnapshot::Fixed { price } => (*price, None),
+            PricingSnapshot::Metered { unit, price_per_unit, .. } => (*price_per_unit, Some(unit.clone())),
+        };
+        ListingSnapshotGql {
+            listing_id: global_id(NodeType::Listing, l.listing_id),
+            title: l.title.clone(),
+            category: l.category.clone(),
+            price: price.into(),
+            metered_unit,
+        }
+    }
+
+    async fn provider(&self, ctx: &Context<'_>) -> ApiResult<Option<ProviderObject>> {
+        ProviderObject::load(ctx, self.0.record.provider_id).await
+    }
+
+    async fn buyer_id(&self) -> ID {
+        global_id(NodeType::User, self.0.record.buyer_id)
+    }
+
+    async fn deadlines(&self) -> OrderDeadlines {
+        let d = self.0.terms.deadlines();
+        let delivered_at = match &self.0.state {
+            EscrowState::Delivered { delivered_at, .. } => Some(*delivered_at),
+            EscrowState::Cancelling { delivered_at, .. } | EscrowState::Disputed { delivered_at, .. } => *delivered_at,
+            _ => None,
+        };
+        OrderDeadlines {
+            funding_by: d.funding_by,
+            delivery_by: d.delivery_by,
+            review_period_hours: d.review_period.num_hours(),
+            review_ends_at: delivered_at.map(|t| d.review_ends(t)),
+        }
+    }
+
+    async fn fees(&self) -> OrderFees {
+        let f = self.0.terms.fees();
+        OrderFees {
+            commission_bps: i32::from(f.commission_bps.get()),
+            arbitration_fee_fixed: f.arbitration_fee_fixed.minor().into(),
+            arbitration_fee_bps: i32::from(f.arbitration_fee_bps.get()),
+        }
+    }
+
+    async fn required_confirmations(&self) -> u32 {
+        self.0.terms.required_confirmations()
+    }
+
+    /// What the escrow holds once funding is accepted.
+    async fn funded_amount(&self) -> Option<MinorUnits> {
+        self.0.state.funding().map(|f| f.amount.minor().into())
+    }
+
+    async fn bitcoin_escrow(&self) -> Option<BitcoinEscrowGql> {
+        let b = self.btc();
+        let witness_script = b.descriptor().ok().map(|d| d.witness_script().to_hex_string()).unwrap_or_default();
+        Some(BitcoinEscrowGql {
+            network: b.network.to_string(),
+            address: b.address.clone(),
+            descriptor: b.descriptor.clone(),
+            witness_script,
+            timelock_blocks: i32::from(b.timelock_blocks),
+            buyer_public_key: b.buyer_key.clone(),
+            buyer_refund_public_key: b.buyer_refund_key.clone(),
+            provider_public_key: b.provider_key.clone(),
+            arbitrator_public_key: b.arbitrator_key.clone(),
+            arbitrator_key_index: b.key_index,
+            payout_addresses: BitcoinPayoutAddresses {
+                provider: b.payout_to.provider.clone(),
+                buyer: b.payout_to.buyer.clone(),
+                marketplace: b.payout_to.marketplace.clone(),
+            },
+            funding_utxos: b
+                .funding
+                .iter()
+                .map(|u| FundingUtxoGql {
+                    txid: u.txid.to_string(),
+                    vout: u.vout,
+                    amount: u.value.into(),
+                })
+                .collect(),
+            confirmations: b.confirmations,
+        })
+    }
+
+    /// Who proposed the pending mutual cancel.
+    async fn cancel_proposed_by(&self) -> Option<OrderRole> {
+        match &self.0.state {
+            EscrowState::Cancelling { proposed_by, .. } => Some(match proposed_by {
+                Party::Buyer => OrderRole::Buyer,
+                Party::Provider => OrderRole::Provider,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The payout waiting for signatures (or broadcast), if any.
+    async fn payout(&self) -> Option<PayoutGql> {
+        self.current_payout()
+    }
+
+    async fn settlement(&self) -> Option<SettlementGql> {
+        let EscrowState::Settled { outcome, by, at } = &self.0.state else {
+            return None;
+        };
+        let (o, bps) = match outcome {
+            Settled::Released => (PayoutOutcome::Release, 10_000),
+            Settled::Refunded => (PayoutOutcome::Refund, 0),
+            Settled::Split { provider_bps } => (PayoutOutcome::Split, i32::from(provider_bps.get())),
+        };
+        let (txid, by_timelock) = match by {
+            agora_domain::escrow::state::SettledBy::Payout { txid } => (txid.clone(), false),
+            agora_domain::escrow::state::SettledBy::Timelock { txid } => (txid.clone(), true),
+        };
+        Some(SettlementGql {
+            outcome: o,
+            provider_bps: bps,
+            txid,
+            by_timelock,
+            at: *at,
+        })
+    }
+
+    /// Every change of the order, oldest first.
+    async fn history(&self, ctx: &Context<'_>) -> ApiResult<Vec<OrderEventGql>> {
+        Ok(order_store::order_events_of(&state(ctx).db, self.0.id())
+            .await?
+            .into_iter()
+            .map(|e| OrderEventGql {
+                event: e.event,
+                actor: e.actor,
+                from_status: e.from_status,
+                to_status: e.to_status,
+                detail: e.detail,
+                at: e.at,
+            })
+            .collect())
+    }
+
+    /// Every signature the marketplace key made for this order (append-only audit).
+    async fn arbitrator_signatures(&self, ctx: &Context<'_>) -> ApiResult<Vec<ArbitratorSignatureGql>> {
+        Ok(order_store::arbitrator_signatures_of(&state(ctx).db, self.0.id())
+            .await?
+            .into_iter()
+            .map(|s| ArbitratorSignatureGql {
+                rule: s.rule,
+                outcome: s.outcome,
+                txid: s.tx_id,
+                public_key: s.public_key,
+                signed_at: s.signed_at,
+            })
+            .collect())
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.record.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.record.updated_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct OrderEdge {
+    pub cursor: String,
+    pub node: OrderObject,
+}
+
+#[derive(SimpleObject)]
+pub struct OrderConnection {
+    pub edges: Vec<OrderEdge>,
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct PlaceOrderInput {
+    pub listing_id: ID,
+    /// Your registered Bitcoin key (compressed key or xpub) for the 2-of-3 path.
+    pub buyer_key_id: ID,
+    /// Your key for the time-locked refund path; must differ from the first.
+    /// Optional when `buyerKeyId` is an xpub (then `1/index` is used).
+    pub buyer_refund_key_id: Option<ID>,
+    /// Where refunds go; by default the P2WPKH address of your escrow key.
+    pub refund_address: Option<String>,
+    /// Metered listings: the deposit to lock, at least the listing's minimum.
+    pub deposit: Option<MinorUnits>,
+}
+
+#[derive(InputObject)]
+pub struct OrderActionInput {
+    pub order_id: ID,
+}
+
+#[derive(InputObject)]
+pub struct SubmitPayoutSignatureInput {
+    pub order_id: ID,
+    /// The payout PSBT (base64) with your partial signatures, not finalized.
+    pub psbt: String,
+}
+
+#[derive(SimpleObject)]
+pub struct OrderPayload {
+    pub order: OrderObject,
+}
+
+#[derive(SimpleObject)]
+pub struct SubmitPayoutSignaturePayload {
+    pub order: OrderObject,
+    pub payout: Option<PayoutGql>,
+}
+
+fn key_id(id: &ID, field: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id.trim()).map_err(|_| ApiError::bad_input(field, "INVALID_FORMAT", format!("{field}: not a key id")))
+}
+
+pub async fn load_order_node(ctx: &Context<'_>, id: Uuid) -> ApiResult<Option<OrderObject>> {
+    let v = viewer(ctx).await?;
+    match orders::load_for(&state(ctx).db, id, v.user_id).await {
+        Ok((order, _)) => Ok(Some(OrderObject(order))),
+        Err(ApiError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Default)]
+pub struct OrderQuery;
+
+#[Object]
+impl OrderQuery {
+    /// One of your orders (as buyer, provider or assigned arbitrator).
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<OrderObject>> {
+        let id = expect(NodeType::Order, &id, "id")?;
+        load_order_node(ctx, id).await
+    }
+
+    /// Your orders, newest first.
+    #[graphql(complexity = "super::listing::page_complexity(first, None, child_complexity)")]
+    async fn orders(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<OrderConnection> {
+        let v = viewer(ctx).await?;
+        let first = first.unwrap_or(20);
+        if !(0..=100).contains(&first) {
+            return Err(ApiError::bad_input("first", "OUT_OF_RANGE", "first: must be between 0 and 100"));
+        }
+        let after = after
+            .map(|c| expect(NodeType::Order, &c, "after"))
+            .transpose()?;
+        let mut rows = order_store::orders_of(&state(ctx).db, v.user_id, after, first as u64 + 1).await?;
+        let has_next_page = rows.len() > first as usize;
+        rows.truncate(first as usize);
+        let edges = rows
+            .into_iter()
+            .map(|r| {
+                let cursor = global_id(NodeType::Order, r.id).0;
+                Order::from_record(r).map(|o| OrderEdge { cursor, node: OrderObject(o) })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(OrderConnection {
+            end_cursor: edges.last().map(|e| e.cursor.clone()),
+            edges,
+            has_next_page,
+        })
+    }
+
+    /// The payout currently allowed for an order, to sign with your wallet.
+    async fn payout(&self, ctx: &Context<'_>, order_id: ID) -> ApiResult<PayoutGql> {
+        let v = viewer(ctx).await?;
+        let id = expect(NodeType::Order, &order_id, "orderId")?;
+        let (order, _) = orders::load_for(&state(ctx).db, id, v.user_id).await?;
+        let obj = OrderObject(order);
+        obj.current_payout().ok_or_else(|| {
+            ApiError::conflict(
+                "NO_PAYOUT",
+                format!("no payout is allowed yet (the order is {})", obj.0.state.name()),
+            )
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct OrderMutation;
+
+async fn user_action(ctx: &Context<'_>, input: &OrderActionInput, event: EscrowEvent) -> ApiResult<OrderPayload> {
+    let v = viewer(ctx).await?;
+    let id = expect(NodeType::Order, &input.order_id, "input.orderId")?;
+    let order = orders::act(state(ctx), id, Caller::User(v.user_id), event).await?;
+    Ok(OrderPayload { order: OrderObject(order) })
+}
+
+#[Object]
+impl OrderMutation {
+    /// Buys a listing: returns the order with its escrow address, the amount
+    /// due and the deadlines.
+    async fn place_order(&self, ctx: &Context<'_>, input: PlaceOrderInput) -> ApiResult<OrderPayload> {
+        let v = viewer(ctx).await?;
+        let deposit = input
+            .deposit
+            .map(|d| {
+                d.0.trim().parse::<u64>().map_err(|_| {
+                    ApiError::bad_input("input.deposit", "INVALID_FORMAT", "input.deposit: a positive integer of minor units")
+                })
+            })
+            .transpose()?;
+        let order = place(
+            state(ctx),
+            PlaceOrderRequest {
+                buyer_id: v.user_id,
+                listing_id: expect(NodeType::Listing, &input.listing_id, "input.listingId")?,
+                buyer_key_id: key_id(&input.buyer_key_id, "input.buyerKeyId")?,
+                buyer_refund_key_id: input
+                    .buyer_refund_key_id
+                    .as_ref()
+                    .map(|k| key_id(k, "input.buyerRefundKeyId"))
+                    .transpose()?,
+                refund_address: input.refund_address,
+                deposit,
+            },
+        )
+        .await?;
+        Ok(OrderPayload { order: OrderObject(order) })
+    }
+
+    /// Provider: the service was delivered; starts the buyer's review window.
+    async fn mark_delivered(&self, ctx: &Context<'_>, input: OrderActionInput) -> ApiResult<OrderPayload> {
+        user_action(ctx, &input, EscrowEvent::MarkDelivered).await
+    }
+
+    /// Buyer: release the funds to the provider (buyer and provider sign the payout).
+    async fn release_funds(&self, ctx: &Context<'_>, input: OrderActionInput) -> ApiResult<OrderPayload> {
+        user_action(ctx, &input, EscrowEvent::ReleaseFunds).await
+    }
+
+    /// Buyer: refund after the delivery deadline passed without delivery (the
+    /// marketplace co-signs).
+    async fn request_refund(&self, ctx: &Context<'_>, input: OrderActionInput) -> ApiResult<OrderPayload> {
+        user_action(ctx, &input, EscrowEvent::RequestRefund).await
+    }
+
+    /// Either party proposes to cancel and refund the buyer.
+    async fn propose_cancel(&self, ctx: &Context<'_>, input: OrderActionInput) -> ApiResult<OrderPayload> {
+        user_action(ctx, &input, EscrowEvent::ProposeCancel).await
+    }
+
+    /// The other party accepts the cancel; the marketplace co-signs the refund.
+    async fn accept_cancel(&self, ctx: &Context<'_>, input: OrderActionInput) -> ApiResult<OrderPayload> {
+        user_action(ctx, &input, EscrowEvent::AcceptCancel).await
+    }
+
+    /// Withdraw (proposer) or decline (other party) a pending cancel.
+    async fn decline_cancel(&self, ctx: &Context<'_>, input: OrderActionInput) -> ApiResult<OrderPayload> {
+        user_action(ctx, &input, EscrowEvent::DeclineCancel).await
+    }
+
+    /// Adds your signatures to the payout. Only valid signatures from the
+    /// escrow's keys over exactly the expected transaction are accepted; once
+    /// two keys signed every input the transaction is finalized and checked
+    /// with Bitcoin Core's script interpreter.
+    async fn submit_payout_signature(
+        &self,
+        ctx: &Context<'_>,
+        input: SubmitPayoutSignatureInput,
+    ) -> ApiResult<SubmitPayoutSignaturePayload> {
+        let v = viewer(ctx).await?;
+        let id = expect(NodeType::Order, &input.order_id, "input.orderId")?;
+        let order = orders::submit_payout_signature(state(ctx), id, v.user_id, &input.psbt).await?;
+        let obj = OrderObject(order);
+        Ok(SubmitPayoutSignaturePayload {
+            payout: obj.current_payout(),
+            order: obj,
+        })
+    }
+}

@@ -1,0 +1,278 @@
+//! The Bitcoin side of an order: its escrow record (keys, descriptor, address,
+//! funding UTXOs, payout PSBT) and the operations on it. The record is stored as
+//! JSON beside the domain state; PSBTs are stored base64 and the expected
+//! payout is rebuilt from them, never taken from a client.
+
+use std::str::FromStr;
+
+use agora_domain::escrow::payout::PayoutBreakdown;
+use agora_domain::escrow::PayoutPlan as DomainPlan;
+use agora_escrow::btc::{
+    build_payout_with, finalize_payout, import_signed_psbt, EscrowDescriptor, EscrowKeys, EscrowParty,
+    ExpectedPayout, FundingUtxo, MarketplaceKeyStore, PayoutAddresses, PsbtImportError,
+};
+use bitcoin::base64::engine::general_purpose::STANDARD as BASE64;
+use bitcoin::base64::Engine;
+use bitcoin::psbt::Psbt;
+use bitcoin::{Address, Amount, Network, OutPoint, PublicKey, Txid};
+use serde::{Deserialize, Serialize};
+
+use crate::graphql::errors::ApiError;
+
+/// Everything Agora keeps about one Bitcoin escrow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BtcEscrow {
+    pub network: Network,
+    /// The compiled descriptor, kept because compiler output may change between
+    /// miniscript versions; reloaded with `EscrowDescriptor::from_stored`.
+    pub descriptor: String,
+    pub address: String,
+    pub buyer_key: String,
+    pub buyer_refund_key: String,
+    pub provider_key: String,
+    pub arbitrator_key: String,
+    pub key_index: u32,
+    pub timelock_blocks: u16,
+    pub payout_to: BtcPayoutAddresses,
+    /// The escrow's unspent outputs as last reported by the chain.
+    #[serde(default)]
+    pub funding: Vec<StoredUtxo>,
+    #[serde(default)]
+    pub confirmations: u32,
+    #[serde(default)]
+    pub funding_height: u64,
+    #[serde(default)]
+    pub payout: Option<BtcPayout>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BtcPayoutAddresses {
+    pub provider: String,
+    pub buyer: String,
+    pub marketplace: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredUtxo {
+    pub txid: Txid,
+    pub vout: u32,
+    pub value: u64,
+}
+
+/// A prepared payout and the signatures collected for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BtcPayout {
+    /// The PSBT with every signature accepted so far (base64).
+    pub psbt: String,
+    pub txid: Txid,
+    pub fee_rate_sat_vb: u64,
+    pub fee: u64,
+    pub breakdown: PayoutBreakdown,
+    /// (role, sats) of each output, in output order.
+    pub outputs: Vec<(String, u64)>,
+    /// Shares below the dust limit, folded into the fee.
+    pub dropped_dust: Vec<(String, u64)>,
+    /// Parties whose signatures are on every input.
+    pub signed_by: Vec<EscrowParty>,
+    /// The finalized transaction, once two parties signed every input and every
+    /// input passed `bitcoinconsensus`.
+    pub final_tx: Option<String>,
+}
+
+/// The marketplace's Bitcoin configuration, loaded at start-up.
+pub struct BitcoinContext {
+    pub network: Network,
+    pub keystore: MarketplaceKeyStore,
+    pub marketplace_address: Address,
+    pub fee_rate_sat_vb: u64,
+}
+
+pub fn parse_network(name: &str) -> Option<Network> {
+    match name.trim().to_lowercase().as_str() {
+        "bitcoin" | "mainnet" => Some(Network::Bitcoin),
+        "testnet" => Some(Network::Testnet),
+        "signet" => Some(Network::Signet),
+        "regtest" => Some(Network::Regtest),
+        _ => None,
+    }
+}
+
+/// A pay-to-witness-public-key-hash address of a party's key: where its share
+/// goes unless it named another address.
+pub fn p2wpkh(key: &PublicKey, network: Network) -> Result<Address, ApiError> {
+    let compressed = bitcoin::CompressedPublicKey::try_from(*key)
+        .map_err(|_| ApiError::internal("escrow key is not compressed"))?;
+    Ok(Address::p2wpkh(&compressed, network))
+}
+
+/// Parses a user's address and checks it is for `network`.
+pub fn parse_address(field: &str, input: &str, network: Network) -> Result<Address, ApiError> {
+    Address::from_str(input.trim())
+        .ok()
+        .and_then(|a| a.require_network(network).ok())
+        .ok_or_else(|| {
+            ApiError::bad_input(
+                field,
+                "INVALID_ADDRESS",
+                format!("{field}: not a valid {network} address"),
+            )
+        })
+}
+
+fn key(hex: &str) -> Result<PublicKey, ApiError> {
+    PublicKey::from_str(hex).map_err(|_| ApiError::internal("stored escrow key does not parse"))
+}
+
+impl BtcEscrow {
+    pub fn escrow_keys(&self) -> Result<EscrowKeys, ApiError> {
+        EscrowKeys::new(
+            key(&self.buyer_key)?,
+            key(&self.buyer_refund_key)?,
+            key(&self.provider_key)?,
+            key(&self.arbitrator_key)?,
+            self.timelock_blocks,
+        )
+        .map_err(ApiError::internal)
+    }
+
+    pub fn descriptor(&self) -> Result<EscrowDescriptor, ApiError> {
+        EscrowDescriptor::from_stored(self.escrow_keys()?, &self.descriptor).map_err(ApiError::internal)
+    }
+
+    fn addresses(&self) -> Result<PayoutAddresses, ApiError> {
+        let parse = |a: &str| {
+            Address::from_str(a)
+                .ok()
+                .and_then(|a| a.require_network(self.network).ok())
+                .ok_or_else(|| ApiError::internal("stored payout address does not parse"))
+        };
+        Ok(PayoutAddresses {
+            provider: parse(&self.payout_to.provider)?,
+            buyer: parse(&self.payout_to.buyer)?,
+            marketplace: parse(&self.payout_to.marketplace)?,
+        })
+    }
+
+    pub fn funding_utxos(&self) -> Vec<FundingUtxo> {
+        self.funding
+            .iter()
+            .map(|u| FundingUtxo {
+                outpoint: OutPoint::new(u.txid, u.vout),
+                value: Amount::from_sat(u.value),
+            })
+            .collect()
+    }
+
+    /// Builds the payout PSBT for `plan` from the recorded funding.
+    pub fn prepare_payout(&mut self, plan: &DomainPlan, fee_rate_sat_vb: u64) -> Result<(), ApiError> {
+        let escrow = self.descriptor()?;
+        let utxos = self.funding_utxos();
+        let funded = plan.funded().minor();
+        let built = build_payout_with(&escrow, &utxos, &self.addresses()?, fee_rate_sat_vb, |total, fee| {
+            if total != funded {
+                // The domain accepted a different amount than the UTXOs hold.
+                return Err(agora_domain::escrow::payout::PayoutError::FeeExceedsFunds { funded: total, fee });
+            }
+            plan.breakdown(fee)
+        })
+        .map_err(|e| ApiError::Conflict(format!("the payout cannot be built: {e}")))?;
+        self.payout = Some(BtcPayout {
+            psbt: BASE64.encode(built.psbt.serialize()),
+            txid: built.expected.unsigned_tx().compute_txid(),
+            fee_rate_sat_vb,
+            fee: built.fee.to_sat(),
+            breakdown: built.breakdown,
+            outputs: built.paid.iter().map(|(r, a)| (format!("{r:?}").to_lowercase(), a.to_sat())).collect(),
+            dropped_dust: built
+                .dropped_dust
+                .iter()
+                .map(|(r, a)| (format!("{r:?}").to_lowercase(), a.to_sat()))
+                .collect(),
+            signed_by: Vec::new(),
+            final_tx: None,
+        });
+        Ok(())
+    }
+
+    fn stored_payout(&self) -> Result<(&BtcPayout, Psbt, ExpectedPayout, EscrowDescriptor), ApiError> {
+        let payout = self
+            .payout
+            .as_ref()
+            .ok_or_else(|| ApiError::conflict("NO_PAYOUT", "no payout has been prepared for this order"))?;
+        let escrow = self.descriptor()?;
+        let bytes = BASE64.decode(&payout.psbt).map_err(ApiError::internal)?;
+        let psbt = Psbt::deserialize(&bytes).map_err(ApiError::internal)?;
+        let expected = ExpectedPayout::from_psbt(&escrow, &psbt).map_err(ApiError::internal)?;
+        Ok((payout, psbt, expected, escrow))
+    }
+
+    /// Signs the payout with the marketplace key of this escrow. The caller has
+    /// checked the signing policy. Returns the txid signed.
+    pub fn sign_as_arbitrator(&mut self, keystore: &MarketplaceKeyStore) -> Result<Txid, ApiError> {
+        let (payout, mut psbt, expected, escrow) = self.stored_payout()?;
+        let txid = payout.txid;
+        keystore
+            .sign_payout(self.key_index, &escrow, &expected, &mut psbt)
+            .map_err(ApiError::internal)?;
+        let final_tx = finalize_payout(&escrow, &expected, &psbt).ok();
+        self.store_signatures(psbt, final_tx)?;
+        Ok(txid)
+    }
+
+    /// Imports a party's signed PSBT: only valid signatures from this escrow's
+    /// keys over exactly the expected transaction are taken.
+    pub fn import_signatures(&mut self, submitted_base64: &str) -> Result<(), ApiError> {
+        let (_, stored, expected, escrow) = self.stored_payout()?;
+        if self.payout.as_ref().is_some_and(|p| p.final_tx.is_some()) {
+            return Err(ApiError::conflict("ALREADY_COMPLETE", "the payout is already fully signed"));
+        }
+        let outcome = import_signed_psbt(&escrow, &expected, &stored, submitted_base64).map_err(import_error)?;
+        self.store_signatures(outcome.psbt, outcome.final_tx)
+    }
+
+    fn store_signatures(&mut self, psbt: Psbt, final_tx: Option<bitcoin::Transaction>) -> Result<(), ApiError> {
+        let escrow = self.descriptor()?;
+        let keys = escrow.keys().clone();
+        let signed_by: Vec<EscrowParty> = EscrowParty::ALL
+            .into_iter()
+            .filter(|party| {
+                let key = keys.key_of(*party);
+                !psbt.inputs.is_empty() && psbt.inputs.iter().all(|i| i.partial_sigs.contains_key(&key))
+            })
+            .collect();
+        let payout = self
+            .payout
+            .as_mut()
+            .ok_or_else(|| ApiError::internal("payout vanished"))?;
+        payout.psbt = BASE64.encode(psbt.serialize());
+        payout.signed_by = signed_by;
+        if let Some(tx) = final_tx {
+            payout.final_tx = Some(bitcoin::consensus::encode::serialize_hex(&tx));
+        }
+        Ok(())
+    }
+}
+
+fn import_error(e: PsbtImportError) -> ApiError {
+    let (reason, message) = match &e {
+        PsbtImportError::MalformedBase64 => ("MALFORMED_BASE64", "psbt: not valid base64".to_owned()),
+        PsbtImportError::MalformedPsbt(detail) => ("MALFORMED_PSBT", format!("psbt: not a valid PSBT ({detail})")),
+        PsbtImportError::TransactionMismatch { .. } => (
+            "PSBT_MISMATCH",
+            format!("psbt: the transaction is not the expected payout ({e})"),
+        ),
+        PsbtImportError::UnexpectedSigner { .. } => (
+            "UNEXPECTED_SIGNER",
+            format!("psbt: a signature is from a key that is not a signer of this escrow ({e})"),
+        ),
+        PsbtImportError::InvalidSignature { .. } => ("INVALID_SIGNATURE", format!("psbt: {e}")),
+        PsbtImportError::UnsupportedSighash { .. } => ("UNSUPPORTED_SIGHASH", format!("psbt: {e}")),
+        PsbtImportError::NoSignatures => ("NO_SIGNATURES", "psbt: it carries no new signature".to_owned()),
+        PsbtImportError::AlreadyFinalized { .. } => (
+            "ALREADY_FINALIZED",
+            "psbt: submit the signed, unfinalized PSBT (partial signatures), not a finalized one".to_owned(),
+        ),
+        _ => return ApiError::internal(e),
+    };
+    ApiError::bad_input("input.psbt", reason, message)
+}

@@ -1,0 +1,349 @@
+//! Orders: placing them, and moving their escrows through the domain's state
+//! machine. Every change happens in one database transaction: load the order,
+//! apply one event, carry out the effects that touch the escrow (build the
+//! payout, co-sign it where the policy allows, append to the audit log), store
+//! the new state with an optimistic-concurrency check, record the history.
+
+pub mod bitcoin;
+pub mod chain;
+pub mod place;
+pub mod scheduler;
+
+use agora_domain::escrow::{
+    apply, may_arbitrator_sign, Actor, Context, Effect, ErrorKind, EscrowError, EscrowEvent, EscrowState,
+    Outcome, PolicyError, SigningRule,
+};
+use agora_domain::order::OrderTerms;
+use agora_persistence::orders::{self, ArbitratorSignatureRecord, OrderEventRecord, OrderRecord};
+use agora_persistence::StoreError;
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use self::bitcoin::BtcEscrow;
+use crate::graphql::context::AppState;
+use crate::graphql::errors::{ApiError, ApiResult};
+
+/// The chain-specific part of an order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "chain", rename_all = "lowercase")]
+pub enum EscrowRecord {
+    Bitcoin(BtcEscrow),
+}
+
+impl EscrowRecord {
+    pub fn chain(&self) -> &'static str {
+        match self {
+            EscrowRecord::Bitcoin(_) => "bitcoin",
+        }
+    }
+}
+
+/// An order as the services work with it.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub record: OrderRecord,
+    pub terms: OrderTerms,
+    pub state: EscrowState,
+    pub escrow: EscrowRecord,
+}
+
+impl Order {
+    pub fn from_record(record: OrderRecord) -> ApiResult<Self> {
+        let terms = serde_json::from_str(&record.terms_json).map_err(ApiError::internal)?;
+        let state = serde_json::from_str(&record.state_json).map_err(ApiError::internal)?;
+        let escrow = serde_json::from_str(&record.escrow_json).map_err(ApiError::internal)?;
+        Ok(Self {
+            record,
+            terms,
+            state,
+            escrow,
+        })
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.record.id
+    }
+
+    /// The role `user_id` plays in this order, if any.
+    pub fn actor_of(&self, user_id: Uuid) -> Option<Actor> {
+        if user_id == self.record.buyer_id {
+            Some(Actor::Buyer)
+        } else if user_id == self.record.provider_id {
+            Some(Actor::Provider)
+        } else if self.record.arbitrator_id == Some(user_id) {
+            Some(Actor::Arbitrator)
+        } else {
+            None
+        }
+    }
+
+    fn chain_height(&self) -> u64 {
+        match &self.escrow {
+            EscrowRecord::Bitcoin(b) => b.funding_height,
+        }
+    }
+}
+
+/// Who causes an event.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller {
+    User(Uuid),
+    System,
+    Chain,
+}
+
+pub async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<Order> {
+    let record = orders::find_order(db, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
+    Order::from_record(record)
+}
+
+/// Loads an order the user takes part in; others get NOT_FOUND, so order ids
+/// reveal nothing.
+pub async fn load_for<C: ConnectionTrait>(db: &C, id: Uuid, user_id: Uuid) -> ApiResult<(Order, Actor)> {
+    let order = load(db, id).await?;
+    let actor = order
+        .actor_of(user_id)
+        .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
+    Ok((order, actor))
+}
+
+pub fn escrow_error(e: EscrowError) -> ApiError {
+    let reason = match &e {
+        EscrowError::WrongActor { .. } => "WRONG_ROLE",
+        EscrowError::WrongState { .. } => "WRONG_STATE",
+        EscrowError::DeadlinePassed { .. } => "DEADLINE_PASSED",
+        EscrowError::DeadlineNotReached { .. } => "DEADLINE_NOT_REACHED",
+        EscrowError::AlreadySettled => "ALREADY_SETTLED",
+        EscrowError::AssetMismatch { .. } => return ApiError::internal(e),
+    };
+    match e.kind() {
+        ErrorKind::Forbidden => ApiError::forbidden(reason, e.to_string()),
+        ErrorKind::BadUserInput => ApiError::bad_input("input", reason, e.to_string()),
+        ErrorKind::Conflict => ApiError::conflict(reason, e.to_string()),
+        ErrorKind::Internal => ApiError::internal(e),
+    }
+}
+
+fn actor_name(actor: Actor) -> &'static str {
+    match actor {
+        Actor::Buyer => "buyer",
+        Actor::Provider => "provider",
+        Actor::Arbitrator => "arbitrator",
+        Actor::System => "system",
+        Actor::Chain => "chain",
+    }
+}
+
+fn rule_name(rule: SigningRule) -> String {
+    match rule {
+        SigningRule::MutualCancel => "mutual_cancel".into(),
+        SigningRule::ReviewWindowPassed => "review_window_passed".into(),
+        SigningRule::DeliveryDeadlinePassed => "delivery_deadline_passed".into(),
+        SigningRule::ArbitrationDecision { provider_bps } => {
+            format!("arbitration_decision:{}", provider_bps.get())
+        }
+    }
+}
+
+pub fn outcome_name(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Release => "release".into(),
+        Outcome::Refund => "refund".into(),
+        Outcome::Split { provider_bps } => format!("split:{}", provider_bps.get()),
+    }
+}
+
+/// Applies `event` to order `id` on behalf of `caller`, in one transaction.
+pub async fn act(app: &AppState, id: Uuid, caller: Caller, event: EscrowEvent) -> ApiResult<Order> {
+    let now = app.clock.now();
+    let txn = app.db.begin().await?;
+    let order = load(&txn, id).await?;
+    let actor = match caller {
+        Caller::User(user) => order
+            .actor_of(user)
+            .ok_or_else(|| ApiError::NotFound("no such order".into()))?,
+        Caller::System => Actor::System,
+        Caller::Chain => Actor::Chain,
+    };
+    let order = transition(app, &txn, order, actor, &event, now).await?;
+    txn.commit().await?;
+    Ok(order)
+}
+
+/// The heart of every change: apply, carry out effects, store. Runs inside
+/// `txn`; the caller commits.
+pub async fn transition(
+    app: &AppState,
+    txn: &DatabaseTransaction,
+    mut order: Order,
+    actor: Actor,
+    event: &EscrowEvent,
+    now: DateTime<Utc>,
+) -> ApiResult<Order> {
+    let ctx = Context {
+        now,
+        actor,
+        chain_height: order.chain_height(),
+        terms: order.terms.escrow_terms(),
+    };
+    let from = order.state.name();
+    let result = apply(&order.state, event, &ctx).map_err(escrow_error)?;
+    let mut notes: Vec<String> = Vec::new();
+    // Payouts are built before anyone is allowed to sign them.
+    for effect in &result.effects {
+        if let Effect::PreparePayout { plan } = effect {
+            match &mut order.escrow {
+                EscrowRecord::Bitcoin(btc) => btc.prepare_payout(plan, app.bitcoin.fee_rate_sat_vb)?,
+            }
+            notes.push(format!("payout prepared: {}", outcome_name(plan.outcome())));
+        }
+    }
+    for effect in &result.effects {
+        match effect {
+            Effect::PreparePayout { .. } => {}
+            Effect::ArbitratorMaySign { outcome, rule } => {
+                // The signer checks the policy itself, on the state it is about to store.
+                let checked = may_arbitrator_sign(&result.state, *outcome, &ctx).map_err(policy_error)?;
+                if checked != *rule {
+                    return Err(ApiError::internal("signing rule mismatch"));
+                }
+                sign_as_arbitrator(app, txn, &mut order, *outcome, checked, now).await?;
+                notes.push(format!("marketplace co-signed under {}", rule_name(checked)));
+            }
+            Effect::Broadcast { txid } => notes.push(format!("re-broadcast needed: {txid}")),
+            Effect::Notify { to, notice } => notes.push(format!("notify {to:?}: {notice:?}")),
+            Effect::Alert(alert) => {
+                tracing::warn!(order.id = %order.id(), alert = ?alert, "escrow alert");
+                notes.push(format!("alert: {alert:?}"));
+            }
+        }
+    }
+    order.state = result.state;
+    save(txn, &mut order, now).await?;
+    orders::insert_order_event(
+        txn,
+        &OrderEventRecord {
+            order_id: order.id(),
+            event: event.name().to_owned(),
+            actor: actor_name(actor).to_owned(),
+            from_status: from.to_owned(),
+            to_status: order.state.name().to_owned(),
+            detail: notes.join("; "),
+            at: now,
+        },
+    )
+    .await?;
+    tracing::info!(order.id = %order.id(), event = event.name(), from, to = order.state.name(), "order transition");
+    Ok(order)
+}
+
+fn policy_error(e: PolicyError) -> ApiError {
+    ApiError::conflict("POLICY_REFUSED", format!("the marketplace key may not sign: {e}"))
+}
+
+async fn sign_as_arbitrator(
+    app: &AppState,
+    txn: &DatabaseTransaction,
+    order: &mut Order,
+    outcome: Outcome,
+    rule: SigningRule,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let (chain, key_index, public_key, tx_id) = match &mut order.escrow {
+        EscrowRecord::Bitcoin(btc) => {
+            let txid = btc.sign_as_arbitrator(&app.bitcoin.keystore)?;
+            ("bitcoin", btc.key_index, btc.arbitrator_key.clone(), txid.to_string())
+        }
+    };
+    orders::insert_arbitrator_signature(
+        txn,
+        &ArbitratorSignatureRecord {
+            order_id: order.id(),
+            chain: chain.to_owned(),
+            key_index,
+            public_key,
+            rule: rule_name(rule),
+            outcome: outcome_name(outcome),
+            tx_id: tx_id.clone(),
+            detail: String::new(),
+            signed_at: now,
+        },
+    )
+    .await?;
+    tracing::info!(order.id = %order.id(), escrow.txid = %tx_id, rule = %rule_name(rule), "marketplace key signed a payout");
+    Ok(())
+}
+
+/// Stores state and escrow; CONFLICT when someone else changed the order first.
+pub async fn save<C: ConnectionTrait>(db: &C, order: &mut Order, now: DateTime<Utc>) -> ApiResult<()> {
+    let state_json = serde_json::to_string(&order.state).map_err(ApiError::internal)?;
+    let escrow_json = serde_json::to_string(&order.escrow).map_err(ApiError::internal)?;
+    match orders::update_order(
+        db,
+        order.id(),
+        order.record.version,
+        order.state.name(),
+        &state_json,
+        &escrow_json,
+        now,
+    )
+    .await
+    {
+        Err(StoreError::VersionConflict) => {
+            return Err(ApiError::conflict(
+                "CONCURRENT_UPDATE",
+                "the order was changed at the same moment; reload and retry",
+            ))
+        }
+        other => other?,
+    }
+    order.record.version += 1;
+    order.record.status = order.state.name().to_owned();
+    order.record.state_json = state_json;
+    order.record.escrow_json = escrow_json;
+    order.record.updated_at = now;
+    Ok(())
+}
+
+/// Imports a party's payout signatures (Bitcoin: a signed PSBT).
+pub async fn submit_payout_signature(app: &AppState, id: Uuid, user_id: Uuid, signed: &str) -> ApiResult<Order> {
+    let now = app.clock.now();
+    let txn = app.db.begin().await?;
+    let (mut order, actor) = load_for(&txn, id, user_id).await?;
+    if !matches!(actor, Actor::Buyer | Actor::Provider) {
+        return Err(ApiError::forbidden("WRONG_ROLE", "only the buyer and the provider sign payouts"));
+    }
+    if !matches!(order.state, EscrowState::PayingOut { .. }) {
+        return Err(ApiError::conflict(
+            "WRONG_STATE",
+            format!("no payout is waiting for signatures (the order is {})", order.state.name()),
+        ));
+    }
+    let before = order.state.name();
+    match &mut order.escrow {
+        EscrowRecord::Bitcoin(btc) => btc.import_signatures(signed)?,
+    }
+    save(&txn, &mut order, now).await?;
+    let complete = match &order.escrow {
+        EscrowRecord::Bitcoin(btc) => btc.payout.as_ref().is_some_and(|p| p.final_tx.is_some()),
+    };
+    orders::insert_order_event(
+        &txn,
+        &OrderEventRecord {
+            order_id: order.id(),
+            event: "PayoutSignatureSubmitted".into(),
+            actor: actor_name(actor).into(),
+            from_status: before.into(),
+            to_status: order.state.name().into(),
+            detail: if complete { "payout fully signed and verified".into() } else { String::new() },
+            at: now,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(order)
+}

@@ -1,0 +1,303 @@
+//! Placing an order: choosing the escrow keys, deriving the marketplace key for
+//! this escrow, compiling the Bitcoin descriptor, and freezing the terms.
+
+use agora_domain::escrow::{ChainTimelock, FeeSchedule};
+use agora_domain::listing::ListingStatus;
+use agora_domain::money::{Amount, Asset, BasisPoints};
+use agora_domain::order::{
+    place_order, ArbitratorKey, EscrowKeys as DomainKeys, ListingSnapshot, OrderTiming, PlaceOrderError,
+    PlaceOrderInput, PricingSnapshot, TimelockTiming,
+};
+use agora_escrow::btc::{EscrowDescriptor, EscrowKeys};
+use agora_escrow::keys::{bitcoin_public_key, derive_from_xpub};
+use agora_persistence::accounts::{self, EscrowKeyRecord};
+use agora_persistence::listings::{self, StoredPricing};
+use agora_persistence::orders::{self, OrderEventRecord, OrderRecord};
+use agora_persistence::StoreError;
+use chrono::Duration;
+use sea_orm::TransactionTrait;
+use uuid::Uuid;
+
+use super::bitcoin::{p2wpkh, parse_address, BtcEscrow, BtcPayoutAddresses};
+use super::{EscrowRecord, Order};
+use crate::graphql::context::AppState;
+use crate::graphql::errors::{ApiError, ApiResult};
+
+/// Blocks are 10 minutes on average but come faster at times; the timelock is
+/// sized as if they came every 8 minutes, so it never opens before the deadlines.
+const CONSERVATIVE_BLOCK_MINUTES: i64 = 8;
+
+pub struct PlaceOrderRequest {
+    pub buyer_id: Uuid,
+    pub listing_id: Uuid,
+    /// The buyer's registered key for the 2-of-3 path (a compressed key or an xpub).
+    pub buyer_key_id: Uuid,
+    /// The buyer's key for the time-locked refund path; from the same xpub when omitted.
+    pub buyer_refund_key_id: Option<Uuid>,
+    /// Where refunds go; P2WPKH of the buyer's key when omitted.
+    pub refund_address: Option<String>,
+    /// Metered listings: the deposit, in minor units.
+    pub deposit: Option<u64>,
+}
+
+fn required_confirmations(table: &[(u64, u32)], amount: u64) -> u32 {
+    table
+        .iter()
+        .find(|(max, _)| amount <= *max)
+        .or(table.last())
+        .map_or(1, |(_, c)| (*c).max(1))
+}
+
+/// A registered key of `user_id` on Bitcoin, resolved for escrow `index`:
+/// compressed keys as they are, xpubs at `branch/index`.
+fn resolve_key(keys: &[EscrowKeyRecord], key_id: Uuid, field: &str, branch: u32, index: u32) -> ApiResult<bitcoin::PublicKey> {
+    let key = keys.iter().find(|k| k.id == key_id && k.chain == "bitcoin").ok_or_else(|| {
+        ApiError::bad_input(field, "UNKNOWN_KEY", format!("{field}: you have no Bitcoin escrow key with this id"))
+    })?;
+    resolve(key, branch, index)
+}
+
+fn resolve(key: &EscrowKeyRecord, branch: u32, index: u32) -> ApiResult<bitcoin::PublicKey> {
+    if key.kind == "extended_public_key" {
+        derive_from_xpub(&key.public_key, branch, index).map_err(ApiError::internal)
+    } else {
+        bitcoin_public_key(&key.public_key).map_err(ApiError::internal)
+    }
+}
+
+fn place_error(e: PlaceOrderError) -> ApiError {
+    use agora_domain::escrow::ErrorKind;
+    let reason = match &e {
+        PlaceOrderError::ListingNotActive => "LISTING_NOT_ACTIVE",
+        PlaceOrderError::BuyerIsProvider => "OWN_LISTING",
+        PlaceOrderError::DepositRequired => "DEPOSIT_REQUIRED",
+        PlaceOrderError::DepositNotAllowed => "DEPOSIT_NOT_ALLOWED",
+        PlaceOrderError::DepositBelowMinimum { .. } => "DEPOSIT_BELOW_MINIMUM",
+        PlaceOrderError::DuplicateKey { .. } => "DUPLICATE_KEY",
+        PlaceOrderError::MissingKey { .. } => "MISSING_KEY",
+        PlaceOrderError::TimelockTooShort { .. } => "DELIVERY_WINDOW_TOO_LONG",
+        _ => "INVALID",
+    };
+    match e.kind() {
+        ErrorKind::Conflict => ApiError::conflict(reason, e.to_string()),
+        ErrorKind::BadUserInput | ErrorKind::Forbidden => ApiError::bad_input("input", reason, e.to_string()),
+        ErrorKind::Internal if matches!(e, PlaceOrderError::TimelockTooShort { .. }) => {
+            ApiError::conflict(reason, "the listing's delivery window is too long for a Bitcoin escrow")
+        }
+        ErrorKind::Internal => ApiError::internal(e),
+    }
+}
+
+pub async fn place(app: &AppState, req: PlaceOrderRequest) -> ApiResult<Order> {
+    // Two placements may pick the same key index; the unique index rejects one.
+    for _ in 0..3 {
+        match try_place(app, &req).await {
+            Err(ApiError::Rejected { reason: "KEY_INDEX_TAKEN", .. }) => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::conflict("CONCURRENT_UPDATE", "too many orders at once; retry"))
+}
+
+async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> {
+    let now = app.clock.now();
+    let listing = listings::find_listing(&app.db, req.listing_id)
+        .await?
+        .filter(|l| l.status == ListingStatus::Active || l.provider_id == req.buyer_id)
+        .ok_or_else(|| ApiError::NotFound("no such listing".into()))?;
+    if listing.asset != Asset::Btc {
+        return Err(ApiError::conflict(
+            "CHAIN_NOT_SUPPORTED",
+            format!("orders in {} are not available yet", listing.asset),
+        ));
+    }
+    let cfg = &app.bitcoin_settings;
+    let network = app.bitcoin.network;
+    let txn = app.db.begin().await?;
+    let index = orders::next_key_index(&txn, "bitcoin").await?;
+    let buyer_keys = accounts::escrow_keys_of(&txn, &[req.buyer_id]).await?;
+    let buyer = resolve_key(&buyer_keys, req.buyer_key_id, "input.buyerKeyId", 0, index)?;
+    let buyer_refund = match req.buyer_refund_key_id {
+        Some(id) => resolve_key(&buyer_keys, id, "input.buyerRefundKeyId", 1, index)?,
+        None => {
+            let key = buyer_keys.iter().find(|k| k.id == req.buyer_key_id).ok_or_else(|| {
+                ApiError::bad_input("input.buyerKeyId", "UNKNOWN_KEY", "input.buyerKeyId: unknown key")
+            })?;
+            if key.kind != "extended_public_key" {
+                return Err(ApiError::bad_input(
+                    "input.buyerRefundKeyId",
+                    "MISSING_KEY",
+                    "input.buyerRefundKeyId: give a second key for the refund path (or register an xpub)",
+                ));
+            }
+            resolve(key, 1, index)?
+        }
+    };
+    let provider_keys = accounts::escrow_keys_of(&txn, &[listing.provider_id]).await?;
+    let provider_key = provider_keys
+        .iter()
+        .rev()
+        .find(|k| k.chain == "bitcoin")
+        .ok_or_else(|| ApiError::conflict("PROVIDER_HAS_NO_KEY", "the provider has not registered a Bitcoin escrow key yet"))?;
+    let provider = resolve(provider_key, 0, index)?;
+    let arbitrator = app.bitcoin.keystore.arbitrator_pubkey(index).map_err(ApiError::internal)?;
+
+    let (deadlines_total, amount_due_hint) = {
+        let o = &app.order_settings;
+        let secs = o.funding_window_secs
+            + u64::from(listing.delivery_window_hours) * 3600
+            + o.review_period_secs
+            + o.dispute_response_secs;
+        (secs, listing.headline_price())
+    };
+    let needed_blocks = deadlines_total.div_ceil(CONSERVATIVE_BLOCK_MINUTES as u64 * 60);
+    let timelock_blocks = u16::try_from(needed_blocks + u64::from(cfg.timelock_margin_blocks)).map_err(|_| {
+        ApiError::conflict("DELIVERY_WINDOW_TOO_LONG", "the listing's delivery window is too long for a Bitcoin escrow")
+    })?;
+    let keys = EscrowKeys::new(buyer, buyer_refund, provider, arbitrator, timelock_blocks).map_err(|e| {
+        ApiError::bad_input("input", "DUPLICATE_KEY", format!("the escrow keys must all differ: {e}"))
+    })?;
+    let escrow = EscrowDescriptor::new(keys).map_err(ApiError::internal)?;
+    let address = escrow.address(network);
+    let refund_to = match &req.refund_address {
+        Some(a) => parse_address("input.refundAddress", a, network)?,
+        None => p2wpkh(&buyer, network)?,
+    };
+
+    let (pricing, deposit) = match &listing.pricing {
+        StoredPricing::Fixed { amount } => (PricingSnapshot::Fixed { price: *amount }, req.deposit),
+        StoredPricing::Metered { unit, price_per_unit, min_deposit } => (
+            PricingSnapshot::Metered {
+                unit: unit.clone(),
+                price_per_unit: *price_per_unit,
+                min_deposit: *min_deposit,
+            },
+            req.deposit,
+        ),
+    };
+    let amount_for_confirmations = deposit.unwrap_or(amount_due_hint);
+    let order_id = Uuid::now_v7();
+    let bps = |v: u16| BasisPoints::new(i64::from(v)).map_err(ApiError::internal);
+    let terms = place_order(
+        PlaceOrderInput {
+            order_id,
+            buyer_id: req.buyer_id,
+            listing: ListingSnapshot {
+                listing_id: listing.id,
+                title: listing.title.clone(),
+                category: listing.category.code().to_owned(),
+                asset: listing.asset,
+                pricing,
+            },
+            provider_id: listing.provider_id,
+            listing_active: listing.status == ListingStatus::Active,
+            deposit,
+            keys: DomainKeys {
+                buyer: buyer.to_string(),
+                buyer_refund: buyer_refund.to_string(),
+                provider: provider.to_string(),
+                arbitrator: ArbitratorKey {
+                    index,
+                    public_key: arbitrator.to_string(),
+                },
+            },
+            fees: FeeSchedule {
+                commission_bps: bps(cfg.commission_bps)?,
+                arbitration_fee_fixed: Amount::new(Asset::Btc, cfg.arbitration_fee_fixed_sats).map_err(ApiError::internal)?,
+                arbitration_fee_bps: bps(cfg.arbitration_fee_bps)?,
+            },
+            timing: OrderTiming {
+                funding_window: Duration::seconds(app.order_settings.funding_window_secs as i64),
+                delivery_window: Duration::hours(i64::from(listing.delivery_window_hours)),
+                review_period: Duration::seconds(app.order_settings.review_period_secs as i64),
+                dispute_response: Duration::seconds(app.order_settings.dispute_response_secs as i64),
+                timelock: Some(TimelockTiming {
+                    timelock: ChainTimelock {
+                        blocks: u32::from(timelock_blocks),
+                        margin_blocks: cfg.timelock_margin_blocks,
+                    },
+                    block_interval: Duration::minutes(CONSERVATIVE_BLOCK_MINUTES),
+                }),
+            },
+            required_confirmations: required_confirmations(&cfg.confirmations, amount_for_confirmations),
+        },
+        now,
+    )
+    .map_err(place_error)?;
+
+    let btc = BtcEscrow {
+        network,
+        descriptor: escrow.to_string(),
+        address: address.to_string(),
+        buyer_key: buyer.to_string(),
+        buyer_refund_key: buyer_refund.to_string(),
+        provider_key: provider.to_string(),
+        arbitrator_key: arbitrator.to_string(),
+        key_index: index,
+        timelock_blocks,
+        payout_to: BtcPayoutAddresses {
+            provider: p2wpkh(&provider, network)?.to_string(),
+            buyer: refund_to.to_string(),
+            marketplace: app.bitcoin.marketplace_address.to_string(),
+        },
+        funding: Vec::new(),
+        confirmations: 0,
+        funding_height: 0,
+        payout: None,
+    };
+    let state = agora_domain::escrow::EscrowState::new();
+    let record = OrderRecord {
+        id: order_id,
+        buyer_id: req.buyer_id,
+        provider_id: listing.provider_id,
+        listing_id: listing.id,
+        arbitrator_id: None,
+        chain: "bitcoin".into(),
+        asset: listing.asset.code().into(),
+        amount_due: terms.amount_due().minor(),
+        status: state.name().into(),
+        terms_json: serde_json::to_string(&terms).map_err(ApiError::internal)?,
+        state_json: serde_json::to_string(&state).map_err(ApiError::internal)?,
+        escrow_json: serde_json::to_string(&EscrowRecord::Bitcoin(btc)).map_err(ApiError::internal)?,
+        key_index: index,
+        escrow_address: Some(address.to_string()),
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    match orders::insert_order(&txn, &record).await {
+        Err(StoreError::Duplicate) => return Err(ApiError::conflict("KEY_INDEX_TAKEN", "retry")),
+        other => other?,
+    }
+    orders::insert_order_event(
+        &txn,
+        &OrderEventRecord {
+            order_id,
+            event: "OrderPlaced".into(),
+            actor: "buyer".into(),
+            from_status: String::new(),
+            to_status: state.name().into(),
+            detail: format!("escrow address {address}"),
+            at: now,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!(order.id = %order_id, escrow.address = %address, escrow.key_index = index, "order placed");
+    Order::from_record(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmations_scale_with_the_amount() {
+        let table = [(1_000_000, 1), (10_000_000, 3), (100_000_000, 6)];
+        assert_eq!(required_confirmations(&table, 50_000), 1);
+        assert_eq!(required_confirmations(&table, 1_000_000), 1);
+        assert_eq!(required_confirmations(&table, 1_000_001), 3);
+        assert_eq!(required_confirmations(&table, 5_000_000_000), 6);
+        assert_eq!(required_confirmations(&[], 5), 1);
+    }
+}

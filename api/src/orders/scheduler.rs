@@ -1,0 +1,68 @@
+//! The deadline scheduler: turns passed deadlines into events (funding window
+//! over, delivery deadline passed, review window elapsed). Runs periodically;
+//! each order is handled in its own transaction, and an order another request
+//! changed at the same moment is simply retried on the next sweep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_domain::escrow::deadlines::passed;
+use agora_domain::escrow::{Actor, EscrowEvent, EscrowState};
+use agora_persistence::orders;
+use chrono::{DateTime, Utc};
+use sea_orm::TransactionTrait;
+
+use super::{load, transition, Order};
+use crate::graphql::context::AppState;
+use crate::graphql::errors::ApiResult;
+
+/// The event a passed deadline causes for `order` at `now`, if any.
+fn due_event(order: &Order, now: DateTime<Utc>) -> Option<EscrowEvent> {
+    let d = order.terms.deadlines();
+    match &order.state {
+        EscrowState::AwaitingFunding { .. } if passed(now, d.funding_by) => Some(EscrowEvent::FundingDeadlinePassed),
+        EscrowState::Funded { .. } if passed(now, d.delivery_by) => Some(EscrowEvent::DeliveryDeadlinePassed),
+        EscrowState::Delivered { delivered_at, .. } if passed(now, d.review_ends(*delivered_at)) => {
+            Some(EscrowEvent::ReviewWindowElapsed)
+        }
+        _ => None,
+    }
+}
+
+/// Applies every passed deadline as of `now`. Returns how many orders changed.
+pub async fn sweep(app: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
+    let candidates = orders::orders_in_status(&app.db, &["AwaitingFunding", "Funded", "Delivered"], 500).await?;
+    let mut changed = 0;
+    for record in candidates {
+        let order = Order::from_record(record)?;
+        let Some(event) = due_event(&order, now) else { continue };
+        let txn = app.db.begin().await?;
+        // Reload inside the transaction: the order may have moved on.
+        let fresh = load(&txn, order.id()).await?;
+        if due_event(&fresh, now).as_ref() != Some(&event) {
+            continue;
+        }
+        match transition(app, &txn, fresh, Actor::System, &event, now).await {
+            Ok(_) => {
+                txn.commit().await?;
+                changed += 1;
+            }
+            Err(e) => tracing::warn!(order.id = %order.id(), error = ?e, "deadline event not applied; retrying on the next sweep"),
+        }
+    }
+    Ok(changed)
+}
+
+/// Runs `sweep` every `interval` until the process ends.
+pub fn spawn(app: Arc<AppState>, interval: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = sweep(&app, app.clock.now()).await {
+                tracing::warn!(error = ?e, "deadline sweep failed");
+            }
+        }
+    });
+}
