@@ -28,6 +28,7 @@ pub struct Settings {
     pub graphql: GraphqlSettings,
     pub orders: OrderSettings,
     pub bitcoin: BitcoinSettings,
+    pub xrpl: XrplSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +116,28 @@ pub struct BitcoinSettings {
     pub confirmations: Vec<(u64, u32)>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XrplSettings {
+    /// The secret (hex, at least 32 bytes) every marketplace XRPL key derives
+    /// from: escrow accounts, the arbitrator, the operating account. Generated
+    /// into the data directory in development.
+    pub secret_hex: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    /// Where commissions and arbitration fees are paid; by default the
+    /// operating account.
+    pub marketplace_address: Option<String>,
+    pub marketplace_destination_tag: Option<u32>,
+    pub base_fee_drops: u64,
+    pub base_reserve_drops: u64,
+    pub owner_reserve_drops: u64,
+    /// Ledgers a signed transaction stays valid (its LastLedgerSequence).
+    pub ledger_window: u32,
+    pub commission_bps: u16,
+    pub arbitration_fee_fixed_drops: u64,
+    pub arbitration_fee_bps: u16,
+}
+
 /// A configuration value that must not appear in logs.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -183,6 +206,19 @@ impl Default for Settings {
                 arbitration_fee_bps: 100,
                 timelock_margin_blocks: 144,
                 confirmations: vec![(1_000_000, 1), (10_000_000, 3), (100_000_000, 6)],
+            },
+            xrpl: XrplSettings {
+                secret_hex: None,
+                secret_file: None,
+                marketplace_address: None,
+                marketplace_destination_tag: None,
+                base_fee_drops: 10,
+                base_reserve_drops: 1_000_000,
+                owner_reserve_drops: 200_000,
+                ledger_window: 20,
+                commission_bps: 250,
+                arbitration_fee_fixed_drops: 1_000_000,
+                arbitration_fee_bps: 100,
             },
         }
     }

@@ -17,6 +17,8 @@ use crate::auth::jwt::write_private;
 use crate::auth::rate_limit::LoginThrottle;
 use crate::config::Mode;
 use crate::orders::bitcoin::{p2wpkh, parse_address, parse_network, BitcoinContext};
+use crate::orders::xrpl::XrplContext;
+use agora_escrow::xrpl::{PayoutDestination, Reserves, XrplAddress, XrplKeyring};
 use crate::auth::JwtKeys;
 use crate::config::Settings;
 use crate::graphql::context::AppState;
@@ -46,12 +48,15 @@ impl Application {
             Migrator::up(&db, None).await.context("cannot apply migrations")?;
         }
         let bitcoin = bitcoin_context(&settings)?;
+        let xrpl = xrpl_context(&settings)?;
         let state = Arc::new(AppState {
             db,
             jwt,
             clock,
             bitcoin,
             bitcoin_settings: settings.bitcoin.clone(),
+            xrpl,
+            xrpl_settings: settings.xrpl.clone(),
             order_settings: settings.orders.clone(),
             refresh_ttl: chrono::Duration::seconds(
                 i64::try_from(settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
@@ -147,5 +152,50 @@ fn bitcoin_context(settings: &Settings) -> anyhow::Result<BitcoinContext> {
         keystore,
         marketplace_address,
         fee_rate_sat_vb: cfg.fee_rate_sat_vb,
+    })
+}
+
+const DEV_XRPL_SECRET_FILE: &str = "xrpl-marketplace.secret";
+
+/// The marketplace's XRPL keyring and payout settings. In development the
+/// secret is generated once into the data directory.
+fn xrpl_context(settings: &Settings) -> anyhow::Result<XrplContext> {
+    let cfg = &settings.xrpl;
+    let secret_hex = if let Some(secret) = &cfg.secret_hex {
+        secret.expose().to_owned()
+    } else if let Some(path) = &cfg.secret_file {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+    } else if settings.mode == Mode::Production {
+        anyhow::bail!("the marketplace's XRPL secret is missing: set xrpl.secret_file (AGORA__XRPL__SECRET_FILE)");
+    } else {
+        let path = settings.data_dir.join(DEV_XRPL_SECRET_FILE);
+        if !path.exists() {
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+            write_private(&path, &hex::encode(bytes)).with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(key.path = %path.display(), "generated a development XRPL marketplace secret");
+        }
+        std::fs::read_to_string(&path)?
+    };
+    let secret = hex::decode(secret_hex.trim()).map_err(|_| anyhow::anyhow!("the XRPL secret must be hex"))?;
+    let keyring = XrplKeyring::from_secret(&secret)?;
+    let operating = keyring.operating_key()?.account();
+    let marketplace = PayoutDestination {
+        address: match &cfg.marketplace_address {
+            Some(a) => XrplAddress::parse(a)?,
+            None => operating.address.clone(),
+        },
+        tag: cfg.marketplace_destination_tag,
+    };
+    Ok(XrplContext {
+        keyring,
+        operating,
+        marketplace,
+        base_fee_drops: cfg.base_fee_drops,
+        reserves: Reserves {
+            base_drops: cfg.base_reserve_drops,
+            owner_drops: cfg.owner_reserve_drops,
+        },
+        payout_ledger_window: cfg.ledger_window,
     })
 }

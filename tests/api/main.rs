@@ -4,6 +4,7 @@ pub use agora_tests::GqlResponse;
 
 mod auth;
 mod orders_btc;
+mod orders_xrpl;
 mod http;
 mod listings;
 mod schema;

@@ -9,6 +9,7 @@
 
 pub mod db;
 pub mod wallet;
+pub mod xrpl;
 
 use std::path::PathBuf;
 

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::errors::{ApiError, ApiResult};
 use crate::auth::rate_limit::LoginThrottle;
-use crate::config::{BitcoinSettings, OrderSettings};
+use crate::config::{BitcoinSettings, OrderSettings, XrplSettings};
+use crate::orders::xrpl::XrplContext;
 use crate::orders::bitcoin::BitcoinContext;
 use agora_domain::clock::Clock;
 use crate::auth::{AccessClaims, JwtKeys, TokenError};
@@ -27,6 +28,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub bitcoin: BitcoinContext,
     pub bitcoin_settings: BitcoinSettings,
+    pub xrpl: XrplContext,
+    pub xrpl_settings: XrplSettings,
     pub order_settings: OrderSettings,
 }
 

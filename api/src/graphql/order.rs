@@ -16,7 +16,8 @@ use super::provider::ProviderObject;
 use super::scalars::MinorUnits;
 use crate::orders::bitcoin::{BtcEscrow, BtcPayout};
 use crate::orders::place::{place, PlaceOrderRequest};
-use crate::orders::{self, Caller, EscrowRecord, Order};
+use crate::orders::xrpl::{SetupStatus, XrplEscrow};
+use crate::orders::{self, Caller, EscrowRecord, Order, PayoutSignatures};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum OrderStatus {
@@ -183,16 +184,38 @@ pub struct PayoutOutputGql {
     pub amount: MinorUnits,
 }
 
+/// One multisigned Payment of an XRPL payout.
+#[derive(SimpleObject)]
+pub struct XrplPayoutTransactionGql {
+    /// provider, buyer or marketplace.
+    pub recipient: String,
+    pub destination: String,
+    pub destination_tag: Option<u32>,
+    pub amount: MinorUnits,
+    pub fee: MinorUnits,
+    pub sequence: u32,
+    /// The payout cannot be validated after this ledger; it is then rebuilt.
+    pub last_ledger_sequence: u32,
+    /// The transaction to multisign (rippled JSON, `SigningPubKey` empty).
+    pub tx_json: String,
+    /// The same transaction, binary-encoded (hex).
+    pub unsigned_blob: String,
+    /// Set once the quorum signed and every signature was verified.
+    pub final_blob: Option<String>,
+    pub hash: Option<String>,
+}
+
 /// The payout currently allowed, and the signatures collected for it.
 #[derive(SimpleObject)]
 pub struct PayoutGql {
     pub outcome: PayoutOutcome,
     /// Share of the pool to the provider (10000 = all).
     pub provider_bps: i32,
-    /// The PSBT to sign (base64), with every signature collected so far.
-    pub psbt: String,
-    pub txid: String,
-    pub fee_rate_sat_vb: u64,
+    /// Bitcoin: the PSBT to sign (base64), with every signature collected so far.
+    pub psbt: Option<String>,
+    /// Bitcoin: the payout's txid. XRPL: the hash of its first Payment once signed.
+    pub txid: Option<String>,
+    pub fee_rate_sat_vb: Option<u64>,
     pub breakdown: PayoutBreakdownGql,
     pub outputs: Vec<PayoutOutputGql>,
     /// Shares below the dust limit, left to the network fee.
@@ -201,8 +224,10 @@ pub struct PayoutGql {
     /// True once two keys signed every input and every input passed Bitcoin
     /// Core's script interpreter.
     pub complete: bool,
-    /// The final transaction (hex), once complete.
+    /// Bitcoin: the final transaction (hex), once complete.
     pub transaction_hex: Option<String>,
+    /// XRPL: one Payment per recipient, consecutive Sequences; sign each.
+    pub xrpl_transactions: Vec<XrplPayoutTransactionGql>,
 }
 
 #[derive(SimpleObject)]
@@ -242,9 +267,9 @@ fn payout_gql(outcome: Outcome, p: &BtcPayout) -> PayoutGql {
     PayoutGql {
         outcome,
         provider_bps,
-        psbt: p.psbt.clone(),
-        txid: p.txid.to_string(),
-        fee_rate_sat_vb: p.fee_rate_sat_vb,
+        psbt: Some(p.psbt.clone()),
+        txid: Some(p.txid.to_string()),
+        fee_rate_sat_vb: Some(p.fee_rate_sat_vb),
         breakdown: PayoutBreakdownGql {
             provider: b.provider.into(),
             buyer: b.buyer.into(),
@@ -271,13 +296,74 @@ fn payout_gql(outcome: Outcome, p: &BtcPayout) -> PayoutGql {
         signed_by: p.signed_by.iter().map(|s| (*s).into()).collect(),
         complete: p.final_tx.is_some(),
         transaction_hex: p.final_tx.clone(),
+        xrpl_transactions: Vec::new(),
     }
 }
 
+fn xrpl_payout_gql(outcome: Outcome, x: &XrplEscrow) -> Option<PayoutGql> {
+    let p = x.payout.as_ref()?;
+    let (outcome, provider_bps) = outcome_gql(outcome);
+    let b = &p.breakdown;
+    let txs = x.payout_txs().ok()?;
+    let signed_by = x
+        .signed_by()
+        .into_iter()
+        .map(|s| match s {
+            "buyer" => EscrowSigner::Buyer,
+            "provider" => EscrowSigner::Provider,
+            _ => EscrowSigner::Marketplace,
+        })
+        .collect();
+    let recipient = |r: agora_escrow::xrpl::Recipient| format!("{r:?}").to_lowercase();
+    Some(PayoutGql {
+        outcome,
+        provider_bps,
+        psbt: None,
+        txid: p.id(),
+        fee_rate_sat_vb: None,
+        breakdown: PayoutBreakdownGql {
+            provider: b.provider.into(),
+            buyer: b.buyer.into(),
+            commission: b.commission.into(),
+            arbitration_fee: b.arbitration_fee.into(),
+            network_fee: b.network_fee.into(),
+        },
+        outputs: txs
+            .iter()
+            .map(|tx| PayoutOutputGql {
+                role: recipient(tx.recipient()),
+                amount: tx.amount_drops().into(),
+            })
+            .collect(),
+        dropped_dust: Vec::new(),
+        signed_by,
+        complete: p.complete(),
+        transaction_hex: None,
+        xrpl_transactions: txs
+            .iter()
+            .zip(&p.finals)
+            .map(|(tx, fin)| XrplPayoutTransactionGql {
+                recipient: recipient(tx.recipient()),
+                destination: tx.destination().address.to_string(),
+                destination_tag: tx.destination().tag,
+                amount: tx.amount_drops().into(),
+                fee: tx.fee_drops().into(),
+                sequence: tx.sequence(),
+                last_ledger_sequence: tx.last_ledger_sequence(),
+                tx_json: tx.to_json().to_string(),
+                unsigned_blob: tx.unsigned_blob(),
+                final_blob: fin.as_ref().map(|f| f.blob.clone()),
+                hash: fin.as_ref().map(|f| f.hash.clone()),
+            })
+            .collect(),
+    })
+}
+
 impl OrderObject {
-    fn btc(&self) -> &BtcEscrow {
+    fn btc(&self) -> Option<&BtcEscrow> {
         match &self.0.escrow {
-            EscrowRecord::Bitcoin(b) => b,
+            EscrowRecord::Bitcoin(b) => Some(b),
+            EscrowRecord::Xrpl(_) => None,
         }
     }
 
@@ -285,7 +371,161 @@ impl OrderObject {
         let EscrowState::PayingOut { payout, .. } = &self.0.state else {
             return None;
         };
-        self.btc().payout.as_ref().map(|p| payout_gql(payout.outcome(), p))
+        match &self.0.escrow {
+            EscrowRecord::Bitcoin(b) => b.payout.as_ref().map(|p| payout_gql(payout.outcome(), p)),
+            EscrowRecord::Xrpl(x) => xrpl_payout_gql(payout.outcome(), x),
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum XrplSetupStatus {
+    /// The escrow account is not on the ledger yet: do not pay.
+    AwaitingAccount,
+    /// The signer list and master-key switch are signed but not validated yet: do not pay.
+    Configuring,
+    /// The signer list is installed and the master key disabled: verify, then pay.
+    Ready,
+}
+
+#[derive(SimpleObject)]
+pub struct XrplSignerEntryGql {
+    pub account: String,
+    pub weight: u32,
+    /// buyer, provider or arbitrator.
+    pub role: String,
+}
+
+/// What the buyer should check on the ledger (`account_info` with
+/// `signer_lists: true`, `account_objects`) before paying into the escrow account.
+#[derive(SimpleObject)]
+pub struct XrplVerification {
+    pub escrow_account: String,
+    /// Exactly these three entries, each of weight 1.
+    pub signer_entries: Vec<XrplSignerEntryGql>,
+    /// 2: any two of buyer, provider and arbitrator can move the funds, no one alone.
+    pub quorum: u32,
+    /// The account's master key must be disabled (`lsfDisableMaster`).
+    pub master_disabled: bool,
+    /// No regular key may be set.
+    pub regular_key: Option<String>,
+    /// The reserve the marketplace keeps in the account (not part of your deposit).
+    pub expected_reserve_drops: MinorUnits,
+}
+
+#[derive(SimpleObject)]
+pub struct XrplSignedTransactionGql {
+    pub hash: String,
+    pub blob: String,
+}
+
+#[derive(SimpleObject)]
+pub struct XrplSetupTransactions {
+    /// The operating account's Payment that creates the escrow account.
+    pub funding: Option<XrplSignedTransactionGql>,
+    pub signer_list_set: Option<XrplSignedTransactionGql>,
+    /// The AccountSet that disables the master key.
+    pub disable_master: Option<XrplSignedTransactionGql>,
+}
+
+#[derive(SimpleObject)]
+pub struct XrplDestinationGql {
+    pub address: String,
+    pub tag: Option<u32>,
+}
+
+#[derive(SimpleObject)]
+pub struct XrplPayoutDestinations {
+    pub provider: XrplDestinationGql,
+    pub buyer: XrplDestinationGql,
+    pub marketplace: XrplDestinationGql,
+}
+
+/// The XRPL escrow behind an order: a fresh account with a 2-of-3 signer list.
+#[derive(SimpleObject)]
+pub struct XrplEscrowGql {
+    /// Pay the amount due here, once `setupStatus` is READY and you verified it.
+    pub account: String,
+    pub account_public_key: String,
+    pub key_index: u32,
+    pub setup_status: XrplSetupStatus,
+    /// What to verify on the ledger before paying (available once configured).
+    pub verify_before_funding: Option<XrplVerification>,
+    pub setup_transactions: XrplSetupTransactions,
+    pub buyer_account: String,
+    pub provider_account: String,
+    pub arbitrator_account: String,
+    pub payout_destinations: XrplPayoutDestinations,
+    /// The deposit seen on the ledger (balance above the reserve).
+    pub deposit_drops: MinorUnits,
+    pub ledger_index: u32,
+    pub next_sequence: Option<u32>,
+}
+
+fn signed_tx(t: &Option<agora_escrow::xrpl::SignedTx>) -> Option<XrplSignedTransactionGql> {
+    t.as_ref().map(|t| XrplSignedTransactionGql {
+        hash: t.hash.clone(),
+        blob: t.blob.clone(),
+    })
+}
+
+fn xrpl_escrow_gql(x: &XrplEscrow) -> XrplEscrowGql {
+    let role = |a: &agora_escrow::xrpl::XrplAddress| {
+        if *a == x.buyer.address {
+            "buyer"
+        } else if *a == x.provider.address {
+            "provider"
+        } else if *a == x.arbitrator.address {
+            "arbitrator"
+        } else {
+            "unknown"
+        }
+    };
+    let dest = |d: &agora_escrow::xrpl::PayoutDestination| XrplDestinationGql {
+        address: d.address.to_string(),
+        tag: d.tag,
+    };
+    XrplEscrowGql {
+        account: x.address.to_string(),
+        account_public_key: x.public_key.clone(),
+        key_index: x.key_index,
+        setup_status: match x.setup.status {
+            SetupStatus::AwaitingAccount => XrplSetupStatus::AwaitingAccount,
+            SetupStatus::Configuring => XrplSetupStatus::Configuring,
+            SetupStatus::Ready => XrplSetupStatus::Ready,
+        },
+        verify_before_funding: x.setup.buyer_check.as_ref().map(|c| XrplVerification {
+            escrow_account: c.escrow_address.to_string(),
+            signer_entries: c
+                .signer_entries
+                .iter()
+                .map(|e| XrplSignerEntryGql {
+                    account: e.account.to_string(),
+                    weight: u32::from(e.weight),
+                    role: role(&e.account).to_owned(),
+                })
+                .collect(),
+            quorum: c.quorum,
+            master_disabled: c.master_disabled,
+            regular_key: c.regular_key.as_ref().map(|k| k.to_string()),
+            expected_reserve_drops: c.expected_reserve_drops.into(),
+        }),
+        setup_transactions: XrplSetupTransactions {
+            funding: signed_tx(&x.setup.funding),
+            signer_list_set: signed_tx(&x.setup.signer_list_set),
+            disable_master: signed_tx(&x.setup.disable_master),
+        },
+        buyer_account: x.buyer.address.to_string(),
+        provider_account: x.provider.address.to_string(),
+        arbitrator_account: x.arbitrator.address.to_string(),
+        payout_destinations: XrplPayoutDestinations {
+            provider: dest(&x.payout_to.provider),
+            buyer: dest(&x.payout_to.buyer),
+            marketplace: dest(&x.payout_to.marketplace),
+        },
+        deposit_drops: x.funded_drops.into(),
+        ledger_index: x.ledger_index,
+        next_sequence: x.next_sequence,
     }
 }
 
@@ -381,8 +621,17 @@ impl OrderObject {
         self.0.state.funding().map(|f| f.amount.minor().into())
     }
 
+    /// The XRPL escrow account, for XRP orders.
+    async fn xrpl_escrow(&self) -> Option<XrplEscrowGql> {
+        match &self.0.escrow {
+            EscrowRecord::Xrpl(x) => Some(xrpl_escrow_gql(x)),
+            EscrowRecord::Bitcoin(_) => None,
+        }
+    }
+
+    /// The Bitcoin escrow, for BTC orders.
     async fn bitcoin_escrow(&self) -> Option<BitcoinEscrowGql> {
-        let b = self.btc();
+        let b = self.btc()?;
         let witness_script = b.descriptor().ok().map(|d| d.witness_script().to_hex_string()).unwrap_or_default();
         Some(BitcoinEscrowGql {
             network: b.network.to_string(),
@@ -514,6 +763,8 @@ pub struct PlaceOrderInput {
     pub buyer_refund_key_id: Option<ID>,
     /// Where refunds go; by default the P2WPKH address of your escrow key.
     pub refund_address: Option<String>,
+    /// XRPL: the refund address's destination tag, if it needs one.
+    pub refund_destination_tag: Option<u32>,
     /// Metered listings: the deposit to lock, at least the listing's minimum.
     pub deposit: Option<MinorUnits>,
 }
@@ -523,11 +774,14 @@ pub struct OrderActionInput {
     pub order_id: ID,
 }
 
+/// Bitcoin orders send `psbt`; XRPL orders send `signedTransactions`.
 #[derive(InputObject)]
 pub struct SubmitPayoutSignatureInput {
     pub order_id: ID,
-    /// The payout PSBT (base64) with your partial signatures, not finalized.
-    pub psbt: String,
+    /// Bitcoin: the payout PSBT (base64) with your partial signatures, not finalized.
+    pub psbt: Option<String>,
+    /// XRPL: your multisigned blob (hex) of each payout transaction, in order.
+    pub signed_transactions: Option<Vec<String>>,
 }
 
 #[derive(SimpleObject)]
@@ -644,6 +898,7 @@ impl OrderMutation {
                     .map(|k| key_id(k, "input.buyerRefundKeyId"))
                     .transpose()?,
                 refund_address: input.refund_address,
+                refund_destination_tag: input.refund_destination_tag,
                 deposit,
             },
         )
@@ -693,7 +948,18 @@ impl OrderMutation {
     ) -> ApiResult<SubmitPayoutSignaturePayload> {
         let v = viewer(ctx).await?;
         let id = expect(NodeType::Order, &input.order_id, "input.orderId")?;
-        let order = orders::submit_payout_signature(state(ctx), id, v.user_id, &input.psbt).await?;
+        let signed = match (input.psbt, input.signed_transactions) {
+            (Some(psbt), None) => PayoutSignatures::Psbt(psbt),
+            (None, Some(blobs)) => PayoutSignatures::XrplBlobs(blobs),
+            _ => {
+                return Err(ApiError::bad_input(
+                    "input",
+                    "INCONSISTENT",
+                    "input: send either psbt (Bitcoin) or signedTransactions (XRPL)",
+                ))
+            }
+        };
+        let order = orders::submit_payout_signature(state(ctx), id, v.user_id, signed).await?;
         let obj = OrderObject(order);
         Ok(SubmitPayoutSignaturePayload {
             payout: obj.current_payout(),

@@ -9,6 +9,7 @@ use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use super::bitcoin::StoredUtxo;
+use super::xrpl::{SetupStatus, XrplEscrow};
 use super::{load, transition, EscrowRecord, Order};
 use crate::graphql::context::AppState;
 use crate::graphql::errors::{ApiError, ApiResult};
@@ -36,7 +37,9 @@ pub async fn deliver_bitcoin_event(app: &AppState, order_id: Uuid, event: Bitcoi
     let now = app.clock.now();
     let txn = app.db.begin().await?;
     let mut order = load(&txn, order_id).await?;
-    let EscrowRecord::Bitcoin(btc) = &mut order.escrow;
+    let EscrowRecord::Bitcoin(btc) = &mut order.escrow else {
+        return Err(ApiError::internal("a Bitcoin event for an order on another chain"));
+    };
     let domain_event = match event {
         BitcoinChainEvent::Funding {
             utxos,
@@ -70,11 +73,141 @@ pub async fn deliver_bitcoin_event(app: &AppState, order_id: Uuid, event: Bitcoi
             EscrowEvent::FundingReorged
         }
         BitcoinChainEvent::PayoutBroadcast { txid } => EscrowEvent::PayoutBroadcast { txid: txid.to_string() },
-        BitcoinChainEvent::PayoutConfirmed { txid } => EscrowEvent::PayoutConfirmed { txid: txid.to_string() },
+        BitcoinChainEvent::PayoutConfirmed { txid } => {
+            // Only the payout Agora prepared settles an order; anything else
+            // spending the escrow is for an operator to look at.
+            if btc.payout.as_ref().map(|p| p.txid) != Some(txid) {
+                tracing::warn!(order.id = %order_id, escrow.txid = %txid, "unexpected spend of the escrow");
+                return Err(ApiError::conflict("UNEXPECTED_SPEND", format!("{txid} is not this order's payout")));
+            }
+            EscrowEvent::PayoutConfirmed { txid: txid.to_string() }
+        }
         BitcoinChainEvent::PayoutReorged => EscrowEvent::PayoutReorged,
         BitcoinChainEvent::TimeoutSpend { txid } => EscrowEvent::TimeoutSpendSeen { txid: txid.to_string() },
     };
     let order = transition(app, &txn, order, Actor::Chain, &domain_event, now).await?;
     txn.commit().await?;
     Ok(order)
+}
+
+/// What the XRP Ledger shows about one escrow account (validated ledgers only).
+#[derive(Debug, Clone)]
+pub enum XrplChainEvent {
+    /// The funding Payment was validated in `ledger_index`: the account exists
+    /// and its first Sequence is that index.
+    AccountCreated { ledger_index: u32 },
+    /// The SignerListSet and the AccountSet disabling the master key are validated.
+    SetupValidated { ledger_index: u32 },
+    /// The account holds `deposit_drops` above its reserve.
+    Funding { deposit_drops: u64, ledger_index: u32 },
+    /// One payout Payment was validated.
+    PayoutValidated { hash: String, ledger_index: u32 },
+}
+
+/// Signs the operating account's Payment that creates the escrow account. The
+/// watcher submits it; `operating_sequence` is the operating account's next
+/// Sequence and `ledger_index` the current validated ledger.
+pub async fn prepare_xrpl_account(app: &AppState, order_id: Uuid, operating_sequence: u32, ledger_index: u32) -> ApiResult<Order> {
+    update_xrpl(app, order_id, "EscrowAccountPrepared", |x| x.sign_funding(&app.xrpl, operating_sequence, ledger_index)).await
+}
+
+async fn update_xrpl(
+    app: &AppState,
+    order_id: Uuid,
+    what: &str,
+    change: impl FnOnce(&mut XrplEscrow) -> ApiResult<()>,
+) -> ApiResult<Order> {
+    let now = app.clock.now();
+    let txn = app.db.begin().await?;
+    let mut order = load(&txn, order_id).await?;
+    let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+        return Err(ApiError::internal("an XRPL event for an order on another chain"));
+    };
+    change(x)?;
+    super::save(&txn, &mut order, now).await?;
+    agora_persistence::orders::insert_order_event(
+        &txn,
+        &agora_persistence::orders::OrderEventRecord {
+            order_id,
+            event: what.to_owned(),
+            actor: "chain".into(),
+            from_status: order.state.name().into(),
+            to_status: order.state.name().into(),
+            detail: String::new(),
+            at: now,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(order)
+}
+
+pub async fn deliver_xrpl_event(app: &AppState, order_id: Uuid, event: XrplChainEvent) -> ApiResult<Order> {
+    match event {
+        XrplChainEvent::AccountCreated { ledger_index } => {
+            update_xrpl(app, order_id, "EscrowAccountCreated", |x| x.sign_configuration(&app.xrpl, ledger_index)).await
+        }
+        XrplChainEvent::SetupValidated { ledger_index } => {
+            update_xrpl(app, order_id, "EscrowAccountReady", |x| {
+                if x.setup.status != SetupStatus::Configuring {
+                    return Err(ApiError::conflict("WRONG_STATE", "the escrow account's configuration is not signed yet"));
+                }
+                x.setup.status = SetupStatus::Ready;
+                x.ledger_index = x.ledger_index.max(ledger_index);
+                Ok(())
+            })
+            .await
+        }
+        XrplChainEvent::Funding { deposit_drops, ledger_index } => {
+            let now = app.clock.now();
+            let txn = app.db.begin().await?;
+            let mut order = load(&txn, order_id).await?;
+            let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+                return Err(ApiError::internal("an XRPL event for an order on another chain"));
+            };
+            x.funded_drops = deposit_drops;
+            x.ledger_index = x.ledger_index.max(ledger_index);
+            let event = EscrowEvent::FundingSeen {
+                amount: Amount::new(Asset::Xrp, deposit_drops).map_err(ApiError::internal)?,
+                // A validated ledger is final.
+                confirmations: 1,
+                funding_height: u64::from(ledger_index),
+            };
+            let order = transition(app, &txn, order, Actor::Chain, &event, now).await?;
+            txn.commit().await?;
+            Ok(order)
+        }
+        XrplChainEvent::PayoutValidated { hash, ledger_index } => {
+            let now = app.clock.now();
+            let txn = app.db.begin().await?;
+            let mut order = load(&txn, order_id).await?;
+            let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+                return Err(ApiError::internal("an XRPL event for an order on another chain"));
+            };
+            x.ledger_index = x.ledger_index.max(ledger_index);
+            let payout = x
+                .payout
+                .as_mut()
+                .ok_or_else(|| ApiError::conflict("UNEXPECTED_SPEND", "no payout was prepared for this escrow"))?;
+            let Some(position) = payout.finals.iter().position(|f| f.as_ref().is_some_and(|f| f.hash == hash)) else {
+                tracing::warn!(order.id = %order_id, xrpl.hash = %hash, "unexpected transaction from the escrow account");
+                return Err(ApiError::conflict("UNEXPECTED_SPEND", format!("{hash} is not one of this order's payouts")));
+            };
+            if !payout.validated.contains(&position) {
+                payout.validated.push(position);
+            }
+            let all = payout.validated.len() == payout.finals.len();
+            let id = payout.id().unwrap_or_default();
+            if all {
+                let event = EscrowEvent::PayoutConfirmed { txid: id };
+                let order = transition(app, &txn, order, Actor::Chain, &event, now).await?;
+                txn.commit().await?;
+                Ok(order)
+            } else {
+                super::save(&txn, &mut order, now).await?;
+                txn.commit().await?;
+                Ok(order)
+            }
+        }
+    }
 }

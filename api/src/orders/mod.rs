@@ -8,6 +8,7 @@ pub mod bitcoin;
 pub mod chain;
 pub mod place;
 pub mod scheduler;
+pub mod xrpl;
 
 use agora_domain::escrow::{
     apply, may_arbitrator_sign, Actor, Context, Effect, ErrorKind, EscrowError, EscrowEvent, EscrowState,
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use self::bitcoin::BtcEscrow;
+use self::xrpl::XrplEscrow;
 use crate::graphql::context::AppState;
 use crate::graphql::errors::{ApiError, ApiResult};
 
@@ -30,12 +32,22 @@ use crate::graphql::errors::{ApiError, ApiResult};
 #[serde(tag = "chain", rename_all = "lowercase")]
 pub enum EscrowRecord {
     Bitcoin(BtcEscrow),
+    Xrpl(XrplEscrow),
 }
 
 impl EscrowRecord {
     pub fn chain(&self) -> &'static str {
         match self {
             EscrowRecord::Bitcoin(_) => "bitcoin",
+            EscrowRecord::Xrpl(_) => "xrpl",
+        }
+    }
+
+    /// Whether the payout has every signature it needs and each was verified.
+    pub fn payout_complete(&self) -> bool {
+        match self {
+            EscrowRecord::Bitcoin(b) => b.payout.as_ref().is_some_and(|p| p.final_tx.is_some()),
+            EscrowRecord::Xrpl(x) => x.payout.as_ref().is_some_and(|p| p.complete()),
         }
     }
 }
@@ -82,6 +94,7 @@ impl Order {
     fn chain_height(&self) -> u64 {
         match &self.escrow {
             EscrowRecord::Bitcoin(b) => b.funding_height,
+            EscrowRecord::Xrpl(x) => u64::from(x.ledger_index),
         }
     }
 }
@@ -198,6 +211,7 @@ pub async fn transition(
         if let Effect::PreparePayout { plan } = effect {
             match &mut order.escrow {
                 EscrowRecord::Bitcoin(btc) => btc.prepare_payout(plan, app.bitcoin.fee_rate_sat_vb)?,
+                EscrowRecord::Xrpl(x) => x.prepare_payout(plan, &app.xrpl)?,
             }
             notes.push(format!("payout prepared: {}", outcome_name(plan.outcome())));
         }
@@ -258,6 +272,10 @@ async fn sign_as_arbitrator(
             let txid = btc.sign_as_arbitrator(&app.bitcoin.keystore)?;
             ("bitcoin", btc.key_index, btc.arbitrator_key.clone(), txid.to_string())
         }
+        EscrowRecord::Xrpl(x) => {
+            let ids = x.sign_as_arbitrator(&app.xrpl)?;
+            ("xrpl", x.key_index, x.arbitrator.public_key.to_hex(), ids.join(","))
+        }
     };
     orders::insert_arbitrator_signature(
         txn,
@@ -309,8 +327,19 @@ pub async fn save<C: ConnectionTrait>(db: &C, order: &mut Order, now: DateTime<U
     Ok(())
 }
 
-/// Imports a party's payout signatures (Bitcoin: a signed PSBT).
-pub async fn submit_payout_signature(app: &AppState, id: Uuid, user_id: Uuid, signed: &str) -> ApiResult<Order> {
+/// What a party signed: a PSBT (Bitcoin) or one signer blob per Payment (XRPL).
+pub enum PayoutSignatures {
+    Psbt(String),
+    XrplBlobs(Vec<String>),
+}
+
+/// Imports a party's payout signatures.
+pub async fn submit_payout_signature(
+    app: &AppState,
+    id: Uuid,
+    user_id: Uuid,
+    signed: PayoutSignatures,
+) -> ApiResult<Order> {
     let now = app.clock.now();
     let txn = app.db.begin().await?;
     let (mut order, actor) = load_for(&txn, id, user_id).await?;
@@ -324,13 +353,22 @@ pub async fn submit_payout_signature(app: &AppState, id: Uuid, user_id: Uuid, si
         ));
     }
     let before = order.state.name();
-    match &mut order.escrow {
-        EscrowRecord::Bitcoin(btc) => btc.import_signatures(signed)?,
+    match (&mut order.escrow, &signed) {
+        (EscrowRecord::Bitcoin(btc), PayoutSignatures::Psbt(psbt)) => btc.import_signatures(psbt)?,
+        (EscrowRecord::Xrpl(x), PayoutSignatures::XrplBlobs(blobs)) => x.import_signatures(blobs)?,
+        (EscrowRecord::Bitcoin(_), _) => {
+            return Err(ApiError::bad_input("input.psbt", "EMPTY", "input.psbt: a Bitcoin payout is signed as a PSBT"))
+        }
+        (EscrowRecord::Xrpl(_), _) => {
+            return Err(ApiError::bad_input(
+                "input.signedTransactions",
+                "EMPTY",
+                "input.signedTransactions: an XRPL payout is signed as one signer blob per transaction",
+            ))
+        }
     }
     save(&txn, &mut order, now).await?;
-    let complete = match &order.escrow {
-        EscrowRecord::Bitcoin(btc) => btc.payout.as_ref().is_some_and(|p| p.final_tx.is_some()),
-    };
+    let complete = order.escrow.payout_complete();
     orders::insert_order_event(
         &txn,
         &OrderEventRecord {

@@ -19,6 +19,8 @@ use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use super::bitcoin::{p2wpkh, parse_address, BtcEscrow, BtcPayoutAddresses};
+use super::xrpl::{SetupStatus, XrplEscrow, XrplSetup};
+use agora_escrow::xrpl::{PayoutDestination, PayoutParties, XrplAccount, XrplAddress, XrplPublicKey};
 use super::{EscrowRecord, Order};
 use crate::graphql::context::AppState;
 use crate::graphql::errors::{ApiError, ApiResult};
@@ -36,6 +38,8 @@ pub struct PlaceOrderRequest {
     pub buyer_refund_key_id: Option<Uuid>,
     /// Where refunds go; P2WPKH of the buyer's key when omitted.
     pub refund_address: Option<String>,
+    /// XRPL: the destination tag of the refund address (exchanges need one).
+    pub refund_destination_tag: Option<u32>,
     /// Metered listings: the deposit, in minor units.
     pub deposit: Option<u64>,
 }
@@ -99,69 +103,33 @@ pub async fn place(app: &AppState, req: PlaceOrderRequest) -> ApiResult<Order> {
     Err(ApiError::conflict("CONCURRENT_UPDATE", "too many orders at once; retry"))
 }
 
+/// The chain-specific outcome of choosing keys for an order.
+struct ChainSetup {
+    chain: &'static str,
+    keys: DomainKeys,
+    escrow: EscrowRecord,
+    address: String,
+    timelock: Option<TimelockTiming>,
+    fees: FeeSchedule,
+}
+
 async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> {
     let now = app.clock.now();
     let listing = listings::find_listing(&app.db, req.listing_id)
         .await?
         .filter(|l| l.status == ListingStatus::Active || l.provider_id == req.buyer_id)
         .ok_or_else(|| ApiError::NotFound("no such listing".into()))?;
-    if listing.asset != Asset::Btc {
-        return Err(ApiError::conflict(
-            "CHAIN_NOT_SUPPORTED",
-            format!("orders in {} are not available yet", listing.asset),
-        ));
-    }
-    let cfg = &app.bitcoin_settings;
-    let network = app.bitcoin.network;
     let txn = app.db.begin().await?;
-    let index = orders::next_key_index(&txn, "bitcoin").await?;
+    let chain = match listing.asset {
+        Asset::Btc => "bitcoin",
+        Asset::Xrp => "xrpl",
+    };
+    let index = orders::next_key_index(&txn, chain).await?;
     let buyer_keys = accounts::escrow_keys_of(&txn, &[req.buyer_id]).await?;
-    let buyer = resolve_key(&buyer_keys, req.buyer_key_id, "input.buyerKeyId", 0, index)?;
-    let buyer_refund = match req.buyer_refund_key_id {
-        Some(id) => resolve_key(&buyer_keys, id, "input.buyerRefundKeyId", 1, index)?,
-        None => {
-            let key = buyer_keys.iter().find(|k| k.id == req.buyer_key_id).ok_or_else(|| {
-                ApiError::bad_input("input.buyerKeyId", "UNKNOWN_KEY", "input.buyerKeyId: unknown key")
-            })?;
-            if key.kind != "extended_public_key" {
-                return Err(ApiError::bad_input(
-                    "input.buyerRefundKeyId",
-                    "MISSING_KEY",
-                    "input.buyerRefundKeyId: give a second key for the refund path (or register an xpub)",
-                ));
-            }
-            resolve(key, 1, index)?
-        }
-    };
     let provider_keys = accounts::escrow_keys_of(&txn, &[listing.provider_id]).await?;
-    let provider_key = provider_keys
-        .iter()
-        .rev()
-        .find(|k| k.chain == "bitcoin")
-        .ok_or_else(|| ApiError::conflict("PROVIDER_HAS_NO_KEY", "the provider has not registered a Bitcoin escrow key yet"))?;
-    let provider = resolve(provider_key, 0, index)?;
-    let arbitrator = app.bitcoin.keystore.arbitrator_pubkey(index).map_err(ApiError::internal)?;
-
-    let (deadlines_total, amount_due_hint) = {
-        let o = &app.order_settings;
-        let secs = o.funding_window_secs
-            + u64::from(listing.delivery_window_hours) * 3600
-            + o.review_period_secs
-            + o.dispute_response_secs;
-        (secs, listing.headline_price())
-    };
-    let needed_blocks = deadlines_total.div_ceil(CONSERVATIVE_BLOCK_MINUTES as u64 * 60);
-    let timelock_blocks = u16::try_from(needed_blocks + u64::from(cfg.timelock_margin_blocks)).map_err(|_| {
-        ApiError::conflict("DELIVERY_WINDOW_TOO_LONG", "the listing's delivery window is too long for a Bitcoin escrow")
-    })?;
-    let keys = EscrowKeys::new(buyer, buyer_refund, provider, arbitrator, timelock_blocks).map_err(|e| {
-        ApiError::bad_input("input", "DUPLICATE_KEY", format!("the escrow keys must all differ: {e}"))
-    })?;
-    let escrow = EscrowDescriptor::new(keys).map_err(ApiError::internal)?;
-    let address = escrow.address(network);
-    let refund_to = match &req.refund_address {
-        Some(a) => parse_address("input.refundAddress", a, network)?,
-        None => p2wpkh(&buyer, network)?,
+    let setup = match listing.asset {
+        Asset::Btc => bitcoin_setup(app, req, &listing, &buyer_keys, &provider_keys, index)?,
+        Asset::Xrp => xrpl_setup(app, req, &buyer_keys, &provider_keys, index)?,
     };
 
     let (pricing, deposit) = match &listing.pricing {
@@ -175,9 +143,13 @@ async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> 
             req.deposit,
         ),
     };
-    let amount_for_confirmations = deposit.unwrap_or(amount_due_hint);
+    let required_confirmations = match listing.asset {
+        Asset::Btc => required_confirmations(&app.bitcoin_settings.confirmations, deposit.unwrap_or(listing.headline_price())),
+        // A validated ledger is final.
+        Asset::Xrp => 1,
+    };
     let order_id = Uuid::now_v7();
-    let bps = |v: u16| BasisPoints::new(i64::from(v)).map_err(ApiError::internal);
+    let o = &app.order_settings;
     let terms = place_order(
         PlaceOrderInput {
             order_id,
@@ -192,39 +164,120 @@ async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> 
             provider_id: listing.provider_id,
             listing_active: listing.status == ListingStatus::Active,
             deposit,
-            keys: DomainKeys {
-                buyer: buyer.to_string(),
-                buyer_refund: buyer_refund.to_string(),
-                provider: provider.to_string(),
-                arbitrator: ArbitratorKey {
-                    index,
-                    public_key: arbitrator.to_string(),
-                },
-            },
-            fees: FeeSchedule {
-                commission_bps: bps(cfg.commission_bps)?,
-                arbitration_fee_fixed: Amount::new(Asset::Btc, cfg.arbitration_fee_fixed_sats).map_err(ApiError::internal)?,
-                arbitration_fee_bps: bps(cfg.arbitration_fee_bps)?,
-            },
+            keys: setup.keys,
+            fees: setup.fees,
             timing: OrderTiming {
-                funding_window: Duration::seconds(app.order_settings.funding_window_secs as i64),
+                funding_window: Duration::seconds(o.funding_window_secs as i64),
                 delivery_window: Duration::hours(i64::from(listing.delivery_window_hours)),
-                review_period: Duration::seconds(app.order_settings.review_period_secs as i64),
-                dispute_response: Duration::seconds(app.order_settings.dispute_response_secs as i64),
-                timelock: Some(TimelockTiming {
-                    timelock: ChainTimelock {
-                        blocks: u32::from(timelock_blocks),
-                        margin_blocks: cfg.timelock_margin_blocks,
-                    },
-                    block_interval: Duration::minutes(CONSERVATIVE_BLOCK_MINUTES),
-                }),
+                review_period: Duration::seconds(o.review_period_secs as i64),
+                dispute_response: Duration::seconds(o.dispute_response_secs as i64),
+                timelock: setup.timelock,
             },
-            required_confirmations: required_confirmations(&cfg.confirmations, amount_for_confirmations),
+            required_confirmations,
         },
         now,
     )
     .map_err(place_error)?;
 
+    let state = agora_domain::escrow::EscrowState::new();
+    let record = OrderRecord {
+        id: order_id,
+        buyer_id: req.buyer_id,
+        provider_id: listing.provider_id,
+        listing_id: listing.id,
+        arbitrator_id: None,
+        chain: setup.chain.into(),
+        asset: listing.asset.code().into(),
+        amount_due: terms.amount_due().minor(),
+        status: state.name().into(),
+        terms_json: serde_json::to_string(&terms).map_err(ApiError::internal)?,
+        state_json: serde_json::to_string(&state).map_err(ApiError::internal)?,
+        escrow_json: serde_json::to_string(&setup.escrow).map_err(ApiError::internal)?,
+        key_index: index,
+        escrow_address: Some(setup.address.clone()),
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    match orders::insert_order(&txn, &record).await {
+        Err(StoreError::Duplicate) => return Err(ApiError::conflict("KEY_INDEX_TAKEN", "retry")),
+        other => other?,
+    }
+    orders::insert_order_event(
+        &txn,
+        &OrderEventRecord {
+            order_id,
+            event: "OrderPlaced".into(),
+            actor: "buyer".into(),
+            from_status: String::new(),
+            to_status: state.name().into(),
+            detail: format!("escrow {}", setup.address),
+            at: now,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!(order.id = %order_id, escrow.address = %setup.address, escrow.key_index = index, "order placed");
+    Order::from_record(record)
+}
+
+fn bps(v: u16) -> ApiResult<BasisPoints> {
+    BasisPoints::new(i64::from(v)).map_err(ApiError::internal)
+}
+
+fn bitcoin_setup(
+    app: &AppState,
+    req: &PlaceOrderRequest,
+    listing: &agora_persistence::listings::ListingRecord,
+    buyer_keys: &[EscrowKeyRecord],
+    provider_keys: &[EscrowKeyRecord],
+    index: u32,
+) -> ApiResult<ChainSetup> {
+    let cfg = &app.bitcoin_settings;
+    let network = app.bitcoin.network;
+    let buyer = resolve_key(buyer_keys, req.buyer_key_id, "input.buyerKeyId", 0, index)?;
+    let buyer_refund = match req.buyer_refund_key_id {
+        Some(id) => resolve_key(buyer_keys, id, "input.buyerRefundKeyId", 1, index)?,
+        None => {
+            let key = buyer_keys.iter().find(|k| k.id == req.buyer_key_id).ok_or_else(|| {
+                ApiError::bad_input("input.buyerKeyId", "UNKNOWN_KEY", "input.buyerKeyId: unknown key")
+            })?;
+            if key.kind != "extended_public_key" {
+                return Err(ApiError::bad_input(
+                    "input.buyerRefundKeyId",
+                    "MISSING_KEY",
+                    "input.buyerRefundKeyId: give a second key for the refund path (or register an xpub)",
+                ));
+            }
+            resolve(key, 1, index)?
+        }
+    };
+    let provider_key = provider_keys
+        .iter()
+        .rev()
+        .find(|k| k.chain == "bitcoin")
+        .ok_or_else(|| ApiError::conflict("PROVIDER_HAS_NO_KEY", "the provider has not registered a Bitcoin escrow key yet"))?;
+    let provider = resolve(provider_key, 0, index)?;
+    let arbitrator = app.bitcoin.keystore.arbitrator_pubkey(index).map_err(ApiError::internal)?;
+
+    let o = &app.order_settings;
+    let deadlines_total = o.funding_window_secs
+        + u64::from(listing.delivery_window_hours) * 3600
+        + o.review_period_secs
+        + o.dispute_response_secs;
+    let needed_blocks = deadlines_total.div_ceil(CONSERVATIVE_BLOCK_MINUTES as u64 * 60);
+    let timelock_blocks = u16::try_from(needed_blocks + u64::from(cfg.timelock_margin_blocks)).map_err(|_| {
+        ApiError::conflict("DELIVERY_WINDOW_TOO_LONG", "the listing's delivery window is too long for a Bitcoin escrow")
+    })?;
+    let keys = EscrowKeys::new(buyer, buyer_refund, provider, arbitrator, timelock_blocks).map_err(|e| {
+        ApiError::bad_input("input", "DUPLICATE_KEY", format!("the escrow keys must all differ: {e}"))
+    })?;
+    let escrow = EscrowDescriptor::new(keys).map_err(ApiError::internal)?;
+    let address = escrow.address(network);
+    let refund_to = match &req.refund_address {
+        Some(a) => parse_address("input.refundAddress", a, network)?,
+        None => p2wpkh(&buyer, network)?,
+    };
     let btc = BtcEscrow {
         network,
         descriptor: escrow.to_string(),
@@ -245,46 +298,136 @@ async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> 
         funding_height: 0,
         payout: None,
     };
-    let state = agora_domain::escrow::EscrowState::new();
-    let record = OrderRecord {
-        id: order_id,
-        buyer_id: req.buyer_id,
-        provider_id: listing.provider_id,
-        listing_id: listing.id,
-        arbitrator_id: None,
-        chain: "bitcoin".into(),
-        asset: listing.asset.code().into(),
-        amount_due: terms.amount_due().minor(),
-        status: state.name().into(),
-        terms_json: serde_json::to_string(&terms).map_err(ApiError::internal)?,
-        state_json: serde_json::to_string(&state).map_err(ApiError::internal)?,
-        escrow_json: serde_json::to_string(&EscrowRecord::Bitcoin(btc)).map_err(ApiError::internal)?,
-        key_index: index,
-        escrow_address: Some(address.to_string()),
-        version: 0,
-        created_at: now,
-        updated_at: now,
-    };
-    match orders::insert_order(&txn, &record).await {
-        Err(StoreError::Duplicate) => return Err(ApiError::conflict("KEY_INDEX_TAKEN", "retry")),
-        other => other?,
-    }
-    orders::insert_order_event(
-        &txn,
-        &OrderEventRecord {
-            order_id,
-            event: "OrderPlaced".into(),
-            actor: "buyer".into(),
-            from_status: String::new(),
-            to_status: state.name().into(),
-            detail: format!("escrow address {address}"),
-            at: now,
+    Ok(ChainSetup {
+        chain: "bitcoin",
+        keys: DomainKeys {
+            buyer: buyer.to_string(),
+            buyer_refund: buyer_refund.to_string(),
+            provider: provider.to_string(),
+            arbitrator: ArbitratorKey {
+                index,
+                public_key: arbitrator.to_string(),
+            },
         },
-    )
-    .await?;
-    txn.commit().await?;
-    tracing::info!(order.id = %order_id, escrow.address = %address, escrow.key_index = index, "order placed");
-    Order::from_record(record)
+        escrow: EscrowRecord::Bitcoin(btc),
+        address: address.to_string(),
+        timelock: Some(TimelockTiming {
+            timelock: ChainTimelock {
+                blocks: u32::from(timelock_blocks),
+                margin_blocks: cfg.timelock_margin_blocks,
+            },
+            block_interval: Duration::minutes(CONSERVATIVE_BLOCK_MINUTES),
+        }),
+        fees: FeeSchedule {
+            commission_bps: bps(cfg.commission_bps)?,
+            arbitration_fee_fixed: Amount::new(Asset::Btc, cfg.arbitration_fee_fixed_sats).map_err(ApiError::internal)?,
+            arbitration_fee_bps: bps(cfg.arbitration_fee_bps)?,
+        },
+    })
+}
+
+fn xrpl_account(key: &EscrowKeyRecord) -> ApiResult<XrplAccount> {
+    let address = key
+        .address
+        .as_deref()
+        .ok_or_else(|| ApiError::internal("XRPL key without address"))?;
+    Ok(XrplAccount {
+        address: XrplAddress::parse(address).map_err(ApiError::internal)?,
+        public_key: XrplPublicKey::parse_hex(&key.public_key).map_err(ApiError::internal)?,
+    })
+}
+
+fn xrpl_setup(
+    app: &AppState,
+    req: &PlaceOrderRequest,
+    buyer_keys: &[EscrowKeyRecord],
+    provider_keys: &[EscrowKeyRecord],
+    index: u32,
+) -> ApiResult<ChainSetup> {
+    let cfg = &app.xrpl_settings;
+    if req.buyer_refund_key_id.is_some() {
+        return Err(ApiError::bad_input(
+            "input.buyerRefundKeyId",
+            "NOT_ALLOWED",
+            "input.buyerRefundKeyId: XRPL escrows have no time-locked refund key",
+        ));
+    }
+    let buyer_key = buyer_keys
+        .iter()
+        .find(|k| k.id == req.buyer_key_id && k.chain == "xrpl")
+        .ok_or_else(|| {
+            ApiError::bad_input("input.buyerKeyId", "UNKNOWN_KEY", "input.buyerKeyId: you have no XRPL escrow key with this id")
+        })?;
+    let provider_key = provider_keys
+        .iter()
+        .rev()
+        .find(|k| k.chain == "xrpl")
+        .ok_or_else(|| ApiError::conflict("PROVIDER_HAS_NO_KEY", "the provider has not registered an XRPL escrow key yet"))?;
+    let buyer = xrpl_account(buyer_key)?;
+    let provider = xrpl_account(provider_key)?;
+    let arbitrator = app.xrpl.keyring.arbitrator_account().map_err(ApiError::internal)?;
+    let escrow = app.xrpl.keyring.escrow_account(index).map_err(ApiError::internal)?;
+    if buyer.address == provider.address {
+        return Err(ApiError::bad_input("input.buyerKeyId", "DUPLICATE_KEY", "buyer and provider use the same XRPL account"));
+    }
+    let refund_to = match &req.refund_address {
+        Some(a) => XrplAddress::parse(a.trim()).map_err(|_| {
+            ApiError::bad_input("input.refundAddress", "INVALID_ADDRESS", "input.refundAddress: not a classic XRPL address")
+        })?,
+        None => buyer.address.clone(),
+    };
+    let record = XrplEscrow {
+        address: escrow.address.clone(),
+        public_key: escrow.public_key.to_hex(),
+        key_index: index,
+        payout_to: PayoutParties {
+            provider: PayoutDestination {
+                address: provider.address.clone(),
+                tag: None,
+            },
+            buyer: PayoutDestination {
+                address: refund_to,
+                tag: req.refund_destination_tag,
+            },
+            marketplace: app.xrpl.marketplace.clone(),
+        },
+            buyer: buyer.clone(),
+        provider: provider.clone(),
+        arbitrator: arbitrator.clone(),
+        setup: XrplSetup {
+            status: SetupStatus::AwaitingAccount,
+            funding: None,
+            signer_list_set: None,
+            disable_master: None,
+            buyer_check: None,
+        },
+        next_sequence: None,
+        ledger_index: 0,
+        funded_drops: 0,
+        payout: None,
+    };
+    Ok(ChainSetup {
+        chain: "xrpl",
+        keys: DomainKeys {
+            buyer: buyer.public_key.to_hex(),
+            // No timelock path on XRPL; the escrow account's own key stands in,
+            // keeping the four keys distinct as the terms require.
+            buyer_refund: escrow.public_key.to_hex(),
+            provider: provider.public_key.to_hex(),
+            arbitrator: ArbitratorKey {
+                index,
+                public_key: arbitrator.public_key.to_hex(),
+            },
+        },
+        address: escrow.address.to_string(),
+        escrow: EscrowRecord::Xrpl(record),
+        timelock: None,
+        fees: FeeSchedule {
+            commission_bps: bps(cfg.commission_bps)?,
+            arbitration_fee_fixed: Amount::new(Asset::Xrp, cfg.arbitration_fee_fixed_drops).map_err(ApiError::internal)?,
+            arbitration_fee_bps: bps(cfg.arbitration_fee_bps)?,
+        },
+    })
 }
 
 #[cfg(test)]

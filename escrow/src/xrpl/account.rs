@@ -34,6 +34,7 @@ const SEED_ED25519_VERSION: [u8; 3] = [0x01, 0xE1, 0x4B];
 
 const ESCROW_LABEL: &[u8] = b"agora/xrpl-escrow/";
 const ARBITRATOR_LABEL: &[u8] = b"agora/xrpl-arbitrator";
+const OPERATING_LABEL: &[u8] = b"agora/xrpl-operating";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
@@ -385,6 +386,12 @@ impl XrplKeyring {
 
     pub(crate) fn arbitrator_key(&self) -> Result<SigningKey, KeyError> {
         self.derive(ARBITRATOR_LABEL)
+    }
+
+    /// The marketplace's operating account, which funds each escrow account's
+    /// reserve (unless a separate operating wallet is configured).
+    pub fn operating_key(&self) -> Result<SigningKey, KeyError> {
+        self.derive(OPERATING_LABEL)
     }
 
     fn derive(&self, label: &[u8]) -> Result<SigningKey, KeyError> {

@@ -21,7 +21,7 @@ pub use multisig::{
     sign_payout, verify_multisigned, FinalPayout, MultisigError, SignatureCollector,
 };
 pub use payout::{
-    multisig_fee_drops, plan_payout, PayoutDestination, PayoutParams, PayoutParties, PayoutPlan,
+    multisig_fee_drops, plan_payout, plan_payout_with, PayoutDestination, PayoutParams, PayoutParties, PayoutPlan,
     PayoutTx, PayoutTxSpec, Recipient, PAYOUT_SIGNERS,
 };
 pub use setup::{

@@ -35,7 +35,7 @@
 //! budgeted are needed (a share of a few drops vanishing), the unspent fee stays in
 //! the account with the reserve (`unallocated_drops`, at most two fees).
 
-use agora_domain::escrow::payout::{split, PayoutBreakdown, PayoutTerms};
+use agora_domain::escrow::payout::{split, PayoutBreakdown, PayoutError, PayoutTerms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -266,8 +266,20 @@ pub fn plan_payout(
     parties: &PayoutParties,
     params: &PayoutParams,
 ) -> Result<PayoutPlan, TxBuildError> {
+    plan_payout_with(escrow, parties, params, |funded, fee| split(funded, fee, &params.terms))
+}
+
+/// As [`plan_payout`], with the amounts from `divide(funded, network_fee)` (e.g.
+/// the domain's `PayoutPlan::breakdown`, which returns over-funding to the buyer
+/// before the split); `params.terms` is then not used.
+pub fn plan_payout_with(
+    escrow: &XrplAddress,
+    parties: &PayoutParties,
+    params: &PayoutParams,
+    divide: impl Fn(u64, u64) -> Result<PayoutBreakdown, PayoutError>,
+) -> Result<PayoutPlan, TxBuildError> {
     let per_tx_fee = multisig_fee_drops(params.base_fee_drops)?;
-    let (budgeted, breakdown) = choose_fee_budget(params, per_tx_fee)?;
+    let (budgeted, breakdown) = choose_fee_budget(params, per_tx_fee, &divide)?;
 
     let shares = [
         (Recipient::Provider, &parties.provider, breakdown.provider),
@@ -308,11 +320,12 @@ pub fn plan_payout(
 fn choose_fee_budget(
     params: &PayoutParams,
     per_tx_fee: u64,
+    divide: &impl Fn(u64, u64) -> Result<PayoutBreakdown, PayoutError>,
 ) -> Result<(u64, PayoutBreakdown), TxBuildError> {
     let mut last_error = None;
     for k in 1..=3u64 {
         let fee = per_tx_fee.checked_mul(k).ok_or(TxBuildError::Overflow)?;
-        match split(params.funded_drops, fee, &params.terms) {
+        match divide(params.funded_drops, fee) {
             Ok(b) => {
                 let payments = [b.provider, b.buyer, b.marketplace()]
                     .iter()

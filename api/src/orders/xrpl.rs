@@ -1,0 +1,326 @@
+//! The XRP Ledger side of an order: a fresh escrow account per order whose
+//! master key the marketplace derives, a 2-of-3 signer list (buyer, provider,
+//! arbitrator) installed and the master key disabled before the buyer funds
+//! it, and payouts as multisigned Payments.
+
+use agora_domain::escrow::payout::PayoutBreakdown;
+use agora_domain::escrow::PayoutPlan as DomainPlan;
+use agora_escrow::xrpl::{
+    plan_payout_with, sign_escrow_configuration, sign_funding_payment, BuyerCheck, ConfigurationParams,
+    EscrowSigners, FinalPayout, FundingParams, MultisigError, PayoutDestination, PayoutParams, PayoutParties,
+    PayoutTx, PayoutTxSpec, Reserves, SignatureCollector, SignedTx, XrplAccount, XrplAddress, XrplKeyring,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::graphql::errors::ApiError;
+
+/// The marketplace's XRPL configuration, loaded at start-up.
+pub struct XrplContext {
+    pub keyring: XrplKeyring,
+    pub operating: XrplAccount,
+    pub marketplace: PayoutDestination,
+    pub base_fee_drops: u64,
+    pub reserves: Reserves,
+    /// How many ledgers a payout stays valid (`LastLedgerSequence` offset).
+    pub payout_ledger_window: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupStatus {
+    /// The escrow account does not exist yet; the funding Payment is signed.
+    AwaitingAccount,
+    /// The account exists; SignerListSet and AccountSet are signed.
+    Configuring,
+    /// The signer list is installed and the master key disabled, on a validated ledger.
+    Ready,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct XrplSetup {
+    pub status: SetupStatus,
+    pub funding: Option<SignedTx>,
+    pub signer_list_set: Option<SignedTx>,
+    pub disable_master: Option<SignedTx>,
+    pub buyer_check: Option<BuyerCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct XrplEscrow {
+    pub address: XrplAddress,
+    pub public_key: String,
+    pub key_index: u32,
+    pub buyer: XrplAccount,
+    pub provider: XrplAccount,
+    pub arbitrator: XrplAccount,
+    pub payout_to: PayoutParties,
+    pub setup: XrplSetup,
+    /// The escrow account's next Sequence (known once it exists).
+    pub next_sequence: Option<u32>,
+    /// The last validated ledger the chain reported for this escrow.
+    pub ledger_index: u32,
+    /// The deposit: the account's balance above its reserve.
+    pub funded_drops: u64,
+    pub payout: Option<XrplPayout>,
+}
+
+/// A prepared payout and the signatures collected for each of its Payments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct XrplPayout {
+    pub transactions: Vec<PayoutTxSpec>,
+    /// Accepted signer blobs per transaction.
+    pub signer_blobs: Vec<Vec<String>>,
+    /// The verified, fully signed blobs, once each reaches the quorum.
+    pub finals: Vec<Option<FinalPayout>>,
+    pub breakdown: PayoutBreakdown,
+    pub fees_drops: u64,
+    pub unallocated_drops: u64,
+    /// Positions of the Payments seen in a validated ledger.
+    #[serde(default)]
+    pub validated: Vec<usize>,
+}
+
+impl XrplPayout {
+    pub fn complete(&self) -> bool {
+        !self.finals.is_empty() && self.finals.iter().all(Option::is_some)
+    }
+
+    /// The payout's identifier: the hash of its first Payment.
+    pub fn id(&self) -> Option<String> {
+        self.finals.first().and_then(|f| f.as_ref().map(|f| f.hash.clone()))
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e)
+}
+
+impl XrplEscrow {
+    pub fn signers(&self) -> Result<EscrowSigners, ApiError> {
+        EscrowSigners::new(
+            self.buyer.address.clone(),
+            self.provider.address.clone(),
+            self.arbitrator.address.clone(),
+        )
+        .map_err(internal)
+    }
+
+    /// Signs the operating account's Payment that creates this escrow account.
+    pub fn sign_funding(&mut self, ctx: &XrplContext, operating_sequence: u32, ledger_index: u32) -> Result<(), ApiError> {
+        let operating = ctx.keyring.operating_key().map_err(internal)?;
+        let amount = ctx
+            .reserves
+            .funding_amount_drops(ctx.base_fee_drops)
+            .map_err(internal)?;
+        let signed = sign_funding_payment(
+            &operating,
+            &self.address,
+            &FundingParams {
+                amount_drops: amount,
+                reserves: ctx.reserves,
+                configuration_fee_drops: ctx.base_fee_drops,
+                fee_drops: ctx.base_fee_drops,
+                sequence: operating_sequence,
+                last_ledger_sequence: ledger_index + ctx.payout_ledger_window,
+            },
+        )
+        .map_err(internal)?;
+        self.setup.funding = Some(signed);
+        self.ledger_index = self.ledger_index.max(ledger_index);
+        Ok(())
+    }
+
+    /// The account exists since `created_in` (its first Sequence): signs the
+    /// SignerListSet and the AccountSet that disables the master key.
+    pub fn sign_configuration(&mut self, ctx: &XrplContext, created_in: u32) -> Result<(), ApiError> {
+        let config = sign_escrow_configuration(
+            &ctx.keyring,
+            self.key_index,
+            &self.signers()?,
+            &ConfigurationParams {
+                first_sequence: created_in,
+                fee_drops: ctx.base_fee_drops,
+                last_ledger_sequence: created_in + ctx.payout_ledger_window,
+                reserves: ctx.reserves,
+            },
+        )
+        .map_err(internal)?;
+        self.setup.signer_list_set = Some(config.signer_list_set);
+        self.setup.disable_master = Some(config.disable_master);
+        self.setup.buyer_check = Some(config.buyer_check);
+        self.setup.status = SetupStatus::Configuring;
+        self.next_sequence = Some(created_in + 2);
+        self.ledger_index = self.ledger_index.max(created_in);
+        Ok(())
+    }
+
+    /// Builds one multisigned Payment per recipient for `plan`.
+    pub fn prepare_payout(&mut self, plan: &DomainPlan, ctx: &XrplContext) -> Result<(), ApiError> {
+        let first_sequence = self.next_sequence.ok_or_else(|| {
+            ApiError::conflict("ESCROW_NOT_READY", "the escrow account is not set up on the ledger yet")
+        })?;
+        let funded = plan.funded().minor();
+        let built = plan_payout_with(
+            &self.address,
+            &self.payout_to,
+            &PayoutParams {
+                funded_drops: funded,
+                terms: *plan.terms(),
+                base_fee_drops: ctx.base_fee_drops,
+                first_sequence,
+                last_ledger_sequence: self.ledger_index + ctx.payout_ledger_window,
+            },
+            |total, fee| {
+                if total != funded {
+                    return Err(agora_domain::escrow::payout::PayoutError::FeeExceedsFunds { funded: total, fee });
+                }
+                plan.breakdown(fee)
+            },
+        )
+        .map_err(|e| ApiError::conflict("PAYOUT_NOT_BUILDABLE", format!("the payout cannot be built: {e}")))?;
+        let n = built.transactions.len();
+        self.payout = Some(XrplPayout {
+            transactions: built.transactions.into_iter().map(PayoutTxSpec::from).collect(),
+            signer_blobs: vec![Vec::new(); n],
+            finals: vec![None; n],
+            breakdown: built.breakdown,
+            fees_drops: built.fees_drops,
+            unallocated_drops: built.unallocated_drops,
+            validated: Vec::new(),
+        });
+        Ok(())
+    }
+
+    pub fn payout_txs(&self) -> Result<Vec<PayoutTx>, ApiError> {
+        let payout = self
+            .payout
+            .as_ref()
+            .ok_or_else(|| ApiError::conflict("NO_PAYOUT", "no payout has been prepared for this order"))?;
+        payout
+            .transactions
+            .iter()
+            .cloned()
+            .map(|spec| PayoutTx::from_spec(spec).map_err(internal))
+            .collect()
+    }
+
+    /// Signs every Payment with the arbitrator key (the caller checked the policy).
+    /// Returns the hashes of the unsigned transactions signed, for the audit log.
+    pub fn sign_as_arbitrator(&mut self, ctx: &XrplContext) -> Result<Vec<String>, ApiError> {
+        let txs = self.payout_txs()?;
+        let blobs = txs
+            .iter()
+            .map(|tx| ctx.keyring.sign_payout_as_arbitrator(tx).map_err(internal))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.add_blobs(&txs, &blobs, true)?;
+        Ok(txs.iter().map(|tx| tx.unsigned_blob()).map(|b| short_hash(&b)).collect())
+    }
+
+    /// Imports a party's signer blobs, one per Payment, in order.
+    pub fn import_signatures(&mut self, blobs: &[String]) -> Result<(), ApiError> {
+        let txs = self.payout_txs()?;
+        if self.payout.as_ref().is_some_and(XrplPayout::complete) {
+            return Err(ApiError::conflict("ALREADY_COMPLETE", "the payout is already fully signed"));
+        }
+        if blobs.len() != txs.len() {
+            return Err(ApiError::bad_input(
+                "input.signedTransactions",
+                "WRONG_COUNT",
+                format!(
+                    "input.signedTransactions: the payout has {} transactions; sign each and send them in order",
+                    txs.len()
+                ),
+            ));
+        }
+        self.add_blobs(&txs, blobs, false)
+    }
+
+    fn add_blobs(&mut self, txs: &[PayoutTx], blobs: &[String], arbitrator: bool) -> Result<(), ApiError> {
+        let signers = self.signers()?;
+        let arbitrator_address = self.arbitrator.address.clone();
+        let payout = self.payout.as_mut().ok_or_else(|| internal("payout vanished"))?;
+        // All or nothing: every blob is checked before anything is stored.
+        let mut staged = Vec::with_capacity(txs.len());
+        for (i, (tx, blob)) in txs.iter().zip(blobs).enumerate() {
+            let mut collector = SignatureCollector::new(tx.clone(), signers.clone());
+            for old in &payout.signer_blobs[i] {
+                collector.add_signer_blob(old).map_err(internal)?;
+            }
+            let added = collector.add_signer_blob(blob).map_err(|e| multisig_error(i, e))?;
+            if !arbitrator && added.contains(&arbitrator_address) {
+                return Err(ApiError::bad_input(
+                    "input.signedTransactions",
+                    "UNEXPECTED_SIGNER",
+                    "input.signedTransactions: the marketplace's signature is added only by the marketplace",
+                ));
+            }
+            let fin = if collector.has_quorum() {
+                Some(collector.finalize().map_err(|e| multisig_error(i, e))?)
+            } else {
+                None
+            };
+            staged.push(fin);
+        }
+        for (i, (blob, fin)) in blobs.iter().zip(staged).enumerate() {
+            payout.signer_blobs[i].push(blob.clone());
+            if fin.is_some() {
+                payout.finals[i] = fin;
+            }
+        }
+        Ok(())
+    }
+
+    /// Which of buyer, provider, arbitrator signed every Payment.
+    pub fn signed_by(&self) -> Vec<&'static str> {
+        let Some(payout) = &self.payout else { return Vec::new() };
+        let Ok(txs) = self.payout_txs() else { return Vec::new() };
+        let Ok(signers) = self.signers() else { return Vec::new() };
+        let mut everyone: Option<Vec<XrplAddress>> = None;
+        for (tx, blobs) in txs.iter().zip(&payout.signer_blobs) {
+            let mut collector = SignatureCollector::new(tx.clone(), signers.clone());
+            for b in blobs {
+                let _ = collector.add_signer_blob(b);
+            }
+            let now = collector.signed_by();
+            everyone = Some(match everyone {
+                None => now,
+                Some(prev) => prev.into_iter().filter(|a| now.contains(a)).collect(),
+            });
+        }
+        let everyone = everyone.unwrap_or_default();
+        let mut out = Vec::new();
+        if everyone.contains(&self.buyer.address) {
+            out.push("buyer");
+        }
+        if everyone.contains(&self.provider.address) {
+            out.push("provider");
+        }
+        if everyone.contains(&self.arbitrator.address) {
+            out.push("arbitrator");
+        }
+        out
+    }
+}
+
+/// A short, stable identifier of an unsigned blob for the audit log.
+fn short_hash(blob: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode_upper(&Sha256::digest(blob.as_bytes())[..16])
+}
+
+fn multisig_error(index: usize, e: MultisigError) -> ApiError {
+    let field = "input.signedTransactions";
+    let reason = match &e {
+        MultisigError::MalformedBlob(_) | MultisigError::NotMultisigned => "MALFORMED_BLOB",
+        MultisigError::TransactionMismatch { .. } => "TRANSACTION_MISMATCH",
+        MultisigError::SignerNotInList { .. } => "UNEXPECTED_SIGNER",
+        MultisigError::KeyDoesNotMatchAccount { .. } => "KEY_DOES_NOT_MATCH_ACCOUNT",
+        MultisigError::InvalidSignature { .. } => "INVALID_SIGNATURE",
+        MultisigError::DuplicateSigner { .. } => "DUPLICATE_SIGNER",
+        MultisigError::UnsortedSigners => "UNSORTED_SIGNERS",
+        MultisigError::QuorumNotMet { .. } => "QUORUM_NOT_MET",
+        MultisigError::TooManySigners { .. } => "TOO_MANY_SIGNERS",
+        MultisigError::Signing(_) => return ApiError::internal(e),
+    };
+    ApiError::bad_input(field, reason, format!("{field}[{index}]: {e}"))
+}
