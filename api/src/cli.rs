@@ -80,6 +80,16 @@ pub enum MigrateAction {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysAction {
+    /// Print a new marketplace Bitcoin extended private key (for
+    /// `bitcoin.xprv_file`) and its xpub. The arbitrator key of each escrow is
+    /// derived from it at m/7477'/0'/index'.
+    Generate {
+        /// bitcoin, testnet, signet or regtest.
+        #[arg(long, default_value = "regtest")]
+        network: String,
+    },
+    /// Print a new marketplace XRPL secret (hex, for `xrpl.secret_file`).
+    Xrpl,
     /// Print a new Ed25519 private key (PKCS#8 PEM) for signing access tokens.
     Jwt,
 }

@@ -23,11 +23,29 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateAdmin { email } => create_admin(&settings, &email).await,
-        Command::Keys { action: KeysAction::Jwt } => {
-            print!("{}", agora_api::auth::JwtKeys::generate_pem()?);
-            Ok(())
-        }
+        Command::Keys { action } => keys(action),
     }
+}
+
+fn keys(action: KeysAction) -> anyhow::Result<()> {
+    match action {
+        KeysAction::Generate { network } => {
+            let network = agora_api::orders::bitcoin::parse_network(&network)
+                .ok_or_else(|| anyhow::anyhow!("--network must be bitcoin, testnet, signet or regtest"))?;
+            let (xprv, xpub) = agora_escrow::btc::generate_master(network)?;
+            println!("# Marketplace Bitcoin key ({network}). Keep the first line secret (bitcoin.xprv_file);");
+            println!("# the second identifies the key and may be published.");
+            println!("{xprv}");
+            println!("{xpub}");
+        }
+        KeysAction::Xrpl => {
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+            println!("{}", hex::encode(bytes));
+        }
+        KeysAction::Jwt => print!("{}", agora_api::auth::JwtKeys::generate_pem()?),
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
