@@ -57,6 +57,7 @@ impl Application {
             bitcoin_settings: settings.bitcoin.clone(),
             xrpl,
             xrpl_settings: settings.xrpl.clone(),
+            tips: Default::default(),
             order_settings: settings.orders.clone(),
             refresh_ttl: chrono::Duration::seconds(
                 i64::try_from(settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),

@@ -3,4 +3,5 @@
 
 pub mod btc;
 pub mod keys;
+pub mod source;
 pub mod xrpl;

@@ -287,3 +287,16 @@ pub async fn arbitrator_signatures_of<C: ConnectionTrait>(
         })
         .collect()
 }
+
+/// Orders on `chain` that are not settled: the watcher's watch list.
+pub async fn open_orders<C: ConnectionTrait>(db: &C, chain: &str) -> Result<Vec<OrderRecord>, StoreError> {
+    orders::Entity::find()
+        .filter(orders::Column::Chain.eq(chain))
+        .filter(orders::Column::Status.ne("Settled"))
+        .order_by_asc(orders::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(TryInto::try_into)
+        .collect()
+}

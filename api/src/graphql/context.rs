@@ -30,6 +30,8 @@ pub struct AppState {
     pub bitcoin_settings: BitcoinSettings,
     pub xrpl: XrplContext,
     pub xrpl_settings: XrplSettings,
+    /// Heights the chain watchers last processed.
+    pub tips: crate::watcher::ChainTips,
     pub order_settings: OrderSettings,
 }
 

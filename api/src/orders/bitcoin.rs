@@ -43,6 +43,9 @@ pub struct BtcEscrow {
     pub funding_height: u64,
     #[serde(default)]
     pub payout: Option<BtcPayout>,
+    /// Set once the timelock-margin alert was raised.
+    #[serde(default)]
+    pub timelock_alerted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +60,9 @@ pub struct StoredUtxo {
     pub txid: Txid,
     pub vout: u32,
     pub value: u64,
+    /// The block that holds it.
+    #[serde(default)]
+    pub height: Option<u64>,
 }
 
 /// A prepared payout and the signatures collected for it.
@@ -77,6 +83,12 @@ pub struct BtcPayout {
     /// The finalized transaction, once two parties signed every input and every
     /// input passed `bitcoinconsensus`.
     pub final_tx: Option<String>,
+    /// The block the payout was mined in, as the watcher last saw it.
+    #[serde(default)]
+    pub mined_at: Option<u64>,
+    /// When the watcher last sent it to the node.
+    #[serde(default)]
+    pub broadcast_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The marketplace's Bitcoin configuration, loaded at start-up.
@@ -190,6 +202,8 @@ impl BtcEscrow {
                 .collect(),
             signed_by: Vec::new(),
             final_tx: None,
+            mined_at: None,
+            broadcast_at: None,
         });
         Ok(())
     }
@@ -227,6 +241,14 @@ impl BtcEscrow {
             return Err(ApiError::conflict("ALREADY_COMPLETE", "the payout is already fully signed"));
         }
         let outcome = import_signed_psbt(&escrow, &expected, &stored, submitted_base64).map_err(import_error)?;
+        let count = |p: &Psbt| p.inputs.iter().map(|i| i.partial_sigs.len()).sum::<usize>();
+        if count(&outcome.psbt) <= count(&stored) {
+            return Err(ApiError::bad_input(
+                "input.psbt",
+                "NO_NEW_SIGNATURES",
+                "psbt: it carries only signatures the payout already has",
+            ));
+        }
         self.store_signatures(outcome.psbt, outcome.final_tx)
     }
 

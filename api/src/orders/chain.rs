@@ -34,9 +34,22 @@ pub enum BitcoinChainEvent {
 }
 
 pub async fn deliver_bitcoin_event(app: &AppState, order_id: Uuid, event: BitcoinChainEvent) -> ApiResult<Order> {
-    let now = app.clock.now();
     let txn = app.db.begin().await?;
-    let mut order = load(&txn, order_id).await?;
+    let order = apply_bitcoin_event(app, &txn, order_id, event).await?;
+    txn.commit().await?;
+    Ok(order)
+}
+
+/// Applies a Bitcoin chain event inside `txn` (the watcher commits it together
+/// with its cursor).
+pub async fn apply_bitcoin_event(
+    app: &AppState,
+    txn: &sea_orm::DatabaseTransaction,
+    order_id: Uuid,
+    event: BitcoinChainEvent,
+) -> ApiResult<Order> {
+    let now = app.clock.now();
+    let mut order = load(txn, order_id).await?;
     let EscrowRecord::Bitcoin(btc) = &mut order.escrow else {
         return Err(ApiError::internal("a Bitcoin event for an order on another chain"));
     };
@@ -55,6 +68,7 @@ pub async fn deliver_bitcoin_event(app: &AppState, order_id: Uuid, event: Bitcoi
                         txid: o.txid,
                         vout: o.vout,
                         value: *v,
+                        height: Some(height),
                     })
                     .collect();
             }
@@ -85,9 +99,7 @@ pub async fn deliver_bitcoin_event(app: &AppState, order_id: Uuid, event: Bitcoi
         BitcoinChainEvent::PayoutReorged => EscrowEvent::PayoutReorged,
         BitcoinChainEvent::TimeoutSpend { txid } => EscrowEvent::TimeoutSpendSeen { txid: txid.to_string() },
     };
-    let order = transition(app, &txn, order, Actor::Chain, &domain_event, now).await?;
-    txn.commit().await?;
-    Ok(order)
+    transition(app, txn, order, Actor::Chain, &domain_event, now).await
 }
 
 /// What the XRP Ledger shows about one escrow account (validated ledgers only).

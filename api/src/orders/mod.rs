@@ -91,10 +91,12 @@ impl Order {
         }
     }
 
-    fn chain_height(&self) -> u64 {
+    /// The chain height events are judged at: the watcher's tip, or what
+    /// this escrow last saw if that is higher.
+    fn chain_height(&self, tips: &crate::watcher::ChainTips) -> u64 {
         match &self.escrow {
-            EscrowRecord::Bitcoin(b) => b.funding_height,
-            EscrowRecord::Xrpl(x) => u64::from(x.ledger_index),
+            EscrowRecord::Bitcoin(b) => b.funding_height.max(tips.bitcoin()),
+            EscrowRecord::Xrpl(x) => u64::from(x.ledger_index).max(tips.xrpl()),
         }
     }
 }
@@ -200,7 +202,7 @@ pub async fn transition(
     let ctx = Context {
         now,
         actor,
-        chain_height: order.chain_height(),
+        chain_height: order.chain_height(&app.tips),
         terms: order.terms.escrow_terms(),
     };
     let from = order.state.name();

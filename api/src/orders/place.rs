@@ -119,6 +119,11 @@ async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> 
         .await?
         .filter(|l| l.status == ListingStatus::Active || l.provider_id == req.buyer_id)
         .ok_or_else(|| ApiError::NotFound("no such listing".into()))?;
+    // Checked first: with the provider's own keys the escrow keys would clash
+    // and the error would hide the real reason.
+    if listing.provider_id == req.buyer_id {
+        return Err(ApiError::bad_input("input.listingId", "OWN_LISTING", "you cannot buy your own listing"));
+    }
     let txn = app.db.begin().await?;
     let chain = match listing.asset {
         Asset::Btc => "bitcoin",
@@ -297,6 +302,7 @@ fn bitcoin_setup(
         confirmations: 0,
         funding_height: 0,
         payout: None,
+        timelock_alerted: false,
     };
     Ok(ChainSetup {
         chain: "bitcoin",

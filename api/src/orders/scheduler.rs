@@ -7,23 +7,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_domain::escrow::deadlines::passed;
-use agora_domain::escrow::{Actor, EscrowEvent, EscrowState};
+use agora_domain::escrow::{Actor, EscrowEvent, EscrowState, PayoutBasis};
 use agora_persistence::orders;
 use chrono::{DateTime, Utc};
 use sea_orm::TransactionTrait;
 
-use super::{load, transition, Order};
+use super::{load, transition, EscrowRecord, Order};
 use crate::graphql::context::AppState;
 use crate::graphql::errors::ApiResult;
 
-/// The event a passed deadline causes for `order` at `now`, if any.
+/// Whether the marketplace key already signed the order's payout.
+fn marketplace_signed(order: &Order) -> bool {
+    match &order.escrow {
+        EscrowRecord::Bitcoin(b) => b
+            .payout
+            .as_ref()
+            .is_some_and(|p| p.signed_by.contains(&agora_escrow::btc::EscrowParty::Arbitrator)),
+        EscrowRecord::Xrpl(x) => x.signed_by().contains(&"arbitrator"),
+    }
+}
+
+/// The event a passed deadline causes for `order` at `now`, if any. A pending
+/// cancel stops no clock: the deadline of the state it came from still applies.
 fn due_event(order: &Order, now: DateTime<Utc>) -> Option<EscrowEvent> {
     let d = order.terms.deadlines();
     match &order.state {
         EscrowState::AwaitingFunding { .. } if passed(now, d.funding_by) => Some(EscrowEvent::FundingDeadlinePassed),
-        EscrowState::Funded { .. } if passed(now, d.delivery_by) => Some(EscrowEvent::DeliveryDeadlinePassed),
-        EscrowState::Delivered { delivered_at, .. } if passed(now, d.review_ends(*delivered_at)) => {
-            Some(EscrowEvent::ReviewWindowElapsed)
+        EscrowState::Funded { .. } | EscrowState::Cancelling { delivered_at: None, .. } if passed(now, d.delivery_by) => {
+            Some(EscrowEvent::DeliveryDeadlinePassed)
+        }
+        EscrowState::Delivered { delivered_at, .. }
+        | EscrowState::Cancelling {
+            delivered_at: Some(delivered_at),
+            ..
+        } if passed(now, d.review_ends(*delivered_at)) => Some(EscrowEvent::ReviewWindowElapsed),
+        // Late funds of an expired order: the marketplace may co-sign their
+        // refund once the delivery deadline has passed too.
+        EscrowState::PayingOut { payout, .. }
+            if payout.basis == PayoutBasis::LateFunds && passed(now, d.delivery_by) && !marketplace_signed(order) =>
+        {
+            Some(EscrowEvent::DeliveryDeadlinePassed)
         }
         _ => None,
     }
@@ -31,7 +54,12 @@ fn due_event(order: &Order, now: DateTime<Utc>) -> Option<EscrowEvent> {
 
 /// Applies every passed deadline as of `now`. Returns how many orders changed.
 pub async fn sweep(app: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
-    let candidates = orders::orders_in_status(&app.db, &["AwaitingFunding", "Funded", "Delivered"], 500).await?;
+    let candidates = orders::orders_in_status(
+        &app.db,
+        &["AwaitingFunding", "Funded", "Delivered", "Cancelling", "Refunding"],
+        500,
+    )
+    .await?;
     let mut changed = 0;
     for record in candidates {
         let order = Order::from_record(record)?;

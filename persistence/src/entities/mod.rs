@@ -2,6 +2,7 @@
 //! the persistence crate's repositories.
 
 pub mod arbitrator_signatures;
+pub mod chain_blocks;
 pub mod escrow_keys;
 pub mod listing_tags;
 pub mod listings;

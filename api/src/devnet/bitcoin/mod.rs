@@ -1,0 +1,1 @@
+//! The Bitcoin regtest devnet.

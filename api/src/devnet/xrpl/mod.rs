@@ -1,0 +1,1 @@
+//! The XRPL devnet.

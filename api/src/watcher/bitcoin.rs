@@ -1,0 +1,451 @@
+//! The Bitcoin watcher: scans blocks in order from its cursor, matches outputs
+//! to escrow scripts and spends of escrow outpoints, and turns them into order
+//! events — in one database transaction per block together with the cursor. A
+//! block whose parent is not the cursor is a reorg: it walks back to the fork
+//! point, reverts the escrows' chain-derived state, and scans the new branch.
+//! The broadcaster sends finished payouts until they confirm.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_domain::escrow::{timelock_margin_reached, EscrowState};
+use agora_escrow::source::{BitcoinSource, SourceError};
+use agora_persistence::chain::{self, ScannedBlock};
+use agora_persistence::orders::{self as order_store, OrderEventRecord};
+use bitcoin::{Block, OutPoint, ScriptBuf, Transaction, Txid};
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+use uuid::Uuid;
+
+use super::lock::WatcherLock;
+use super::WatchError;
+use crate::graphql::context::AppState;
+use crate::orders::bitcoin::{BtcEscrow, StoredUtxo};
+use crate::orders::chain::{apply_bitcoin_event, BitcoinChainEvent};
+use crate::orders::{self, EscrowRecord, Order};
+
+const CHAIN: &str = "bitcoin";
+/// Blocks remembered for finding a reorg's fork point.
+const KEEP_BLOCKS: u64 = 1_000;
+/// How often an unconfirmed payout is sent again.
+const REBROADCAST_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The cursor is at the tip.
+    Idle,
+    Scanned { height: u64 },
+    Reorged { fork_height: u64 },
+}
+
+pub struct BitcoinWatcher<S> {
+    app: Arc<AppState>,
+    source: S,
+    /// Where to start when there is no cursor yet (default: 6 below the tip).
+    start_height: Option<u64>,
+    /// Crash-safety tests: fail after applying this many order events of a block.
+    fail_after_events: Option<usize>,
+}
+
+/// The escrows being watched: scripts to match outputs, outpoints to match spends.
+struct WatchList {
+    by_script: HashMap<ScriptBuf, Uuid>,
+    by_outpoint: HashMap<OutPoint, Uuid>,
+    orders: Vec<Order>,
+}
+
+fn btc_of(order: &Order) -> Option<&BtcEscrow> {
+    match &order.escrow {
+        EscrowRecord::Bitcoin(b) => Some(b),
+        EscrowRecord::Xrpl(_) => None,
+    }
+}
+
+impl<S: BitcoinSource> BitcoinWatcher<S> {
+    pub fn new(app: Arc<AppState>, source: S) -> Self {
+        Self {
+            app,
+            source,
+            start_height: None,
+            fail_after_events: None,
+        }
+    }
+
+    pub fn starting_at(mut self, height: u64) -> Self {
+        self.start_height = Some(height);
+        self
+    }
+
+    /// Makes the next block's transaction fail after `n` order events, as a
+    /// crash mid-block would (tests use it to prove nothing is half-applied).
+    pub fn fail_after_events(mut self, n: Option<usize>) -> Self {
+        self.fail_after_events = n;
+        self
+    }
+
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    async fn watch_list(&self, txn: &DatabaseTransaction) -> Result<WatchList, WatchError> {
+        let mut list = WatchList {
+            by_script: HashMap::new(),
+            by_outpoint: HashMap::new(),
+            orders: Vec::new(),
+        };
+        for record in order_store::open_orders(txn, CHAIN).await? {
+            let order = Order::from_record(record)?;
+            if let Some(btc) = btc_of(&order) {
+                let address = btc
+                    .address
+                    .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+                    .map_err(|e| WatchError::Store(e.to_string()))?
+                    .assume_checked();
+                list.by_script.insert(address.script_pubkey(), order.id());
+                for u in &btc.funding {
+                    list.by_outpoint.insert(OutPoint::new(u.txid, u.vout), order.id());
+                }
+                list.orders.push(order);
+            }
+        }
+        Ok(list)
+    }
+
+    /// Processes the next block (or a reorg) if there is one.
+    pub async fn step(&self) -> Result<Step, WatchError> {
+        let tip = self.source.tip().await?;
+        self.app.tips.set_bitcoin(tip.height);
+        let cursor = chain::cursor(&self.app.db, CHAIN).await?;
+        let next_height = match &cursor {
+            Some(c) => c.height + 1,
+            None => self.start_height.unwrap_or(tip.height.saturating_sub(6)),
+        };
+        if next_height > tip.height {
+            return Ok(Step::Idle);
+        }
+        let hash = match self.source.block_hash(next_height).await {
+            Ok(h) => h,
+            // The tip moved back between the two calls (a reorg in progress).
+            Err(SourceError::NotFound) => return Ok(Step::Idle),
+            Err(e) => return Err(e.into()),
+        };
+        let block = self.source.block(hash).await?;
+        if let Some(c) = &cursor {
+            if block.header.prev_blockhash.to_string() != c.hash {
+                return self.reorg(c.height).await;
+            }
+        }
+        self.scan(next_height, &block).await?;
+        Ok(Step::Scanned { height: next_height })
+    }
+
+    /// Walks back from `height` to the last block both the node and the cursor
+    /// history agree on, reverts what the abandoned blocks did, rewinds.
+    async fn reorg(&self, height: u64) -> Result<Step, WatchError> {
+        let mut h = height;
+        let fork = loop {
+            let Some(stored) = chain::block_at(&self.app.db, CHAIN, h).await? else {
+                return Err(WatchError::ReorgTooDeep(KEEP_BLOCKS));
+            };
+            match self.source.block_hash(h).await {
+                Ok(node) if node.to_string() == stored => break h,
+                Ok(_) | Err(SourceError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if h == 0 {
+                return Err(WatchError::ReorgTooDeep(KEEP_BLOCKS));
+            }
+            h -= 1;
+        };
+        tracing::warn!(chain = CHAIN, fork.height = fork, from.height = height, "reorg: reverting to the fork point");
+        let txn = self.app.db.begin().await?;
+        let list = self.watch_list(&txn).await?;
+        for order in list.orders {
+            let Some(btc) = btc_of(&order) else { continue };
+            let lost_funding = btc.funding.iter().any(|u| u.height.is_some_and(|uh| uh > fork));
+            let lost_payout = btc.payout.as_ref().and_then(|p| p.mined_at).is_some_and(|m| m > fork);
+            if lost_payout {
+                let id = order.id();
+                mark_payout_unmined(&self.app, &txn, id).await?;
+                if let Err(e) = apply_bitcoin_event(&self.app, &txn, id, BitcoinChainEvent::PayoutReorged).await {
+                    tracing::warn!(order.id = %id, error = ?e, "payout reorg not applied");
+                }
+            }
+            if lost_funding {
+                let id = order.id();
+                let remaining: Vec<StoredUtxo> =
+                    btc.funding.iter().copied().filter(|u| u.height.is_some_and(|uh| uh <= fork)).collect();
+                let event = if remaining.is_empty() {
+                    BitcoinChainEvent::FundingReorged
+                } else {
+                    funding_event(&remaining, fork)
+                };
+                if let Err(e) = apply_bitcoin_event(&self.app, &txn, id, event).await {
+                    tracing::warn!(order.id = %id, error = ?e, "funding reorg not applied");
+                }
+            }
+        }
+        chain::rewind(&txn, CHAIN, fork).await?;
+        txn.commit().await?;
+        Ok(Step::Reorged { fork_height: fork })
+    }
+
+    /// Applies one block: every change it causes and the cursor, atomically.
+    async fn scan(&self, height: u64, block: &Block) -> Result<(), WatchError> {
+        let txn = self.app.db.begin().await?;
+        let list = self.watch_list(&txn).await?;
+        let mut outputs: HashMap<Uuid, Vec<StoredUtxo>> = HashMap::new();
+        let mut spends: HashMap<Uuid, Vec<(Txid, &Transaction)>> = HashMap::new();
+        for tx in &block.txdata {
+            let txid = tx.compute_txid();
+            for input in &tx.input {
+                if let Some(id) = list.by_outpoint.get(&input.previous_output) {
+                    spends.entry(*id).or_default().push((txid, tx));
+                }
+            }
+            for (vout, out) in tx.output.iter().enumerate() {
+                if let Some(id) = list.by_script.get(&out.script_pubkey) {
+                    outputs.entry(*id).or_default().push(StoredUtxo {
+                        txid,
+                        vout: vout as u32,
+                        value: out.value.to_sat(),
+                        height: Some(height),
+                    });
+                }
+            }
+        }
+        let mut applied = 0usize;
+        for order in &list.orders {
+            let id = order.id();
+            let Some(btc) = btc_of(order) else { continue };
+            let mut events = Vec::new();
+            // Spends of the escrow: our payout, the buyer's refund path, or something else.
+            let mut payout_mined = false;
+            for (txid, tx) in spends.get(&id).map(Vec::as_slice).unwrap_or_default() {
+                if btc.payout.as_ref().is_some_and(|p| p.txid == *txid) {
+                    payout_mined = true;
+                } else if is_refund_path(btc, tx) {
+                    events.push(BitcoinChainEvent::TimeoutSpend { txid: *txid });
+                } else {
+                    tracing::warn!(order.id = %id, escrow.txid = %txid, "unexpected spend of an escrow");
+                    note(&txn, id, "UnexpectedSpend", &format!("{txid} spent the escrow"), self.app.clock.now()).await?;
+                }
+            }
+            if payout_mined {
+                mark_payout_mined(&self.app, &txn, id, height).await?;
+                if btc.payout.as_ref().is_some_and(|p| p.broadcast_at.is_none()) {
+                    if let Some(p) = &btc.payout {
+                        events.push(BitcoinChainEvent::PayoutBroadcast { txid: p.txid });
+                    }
+                }
+            }
+            // The payout confirms once it is as deep as the funding had to be.
+            let mined_at = if payout_mined { Some(height) } else { btc.payout.as_ref().and_then(|p| p.mined_at) };
+            if let (Some(m), Some(p)) = (mined_at, &btc.payout) {
+                if height + 1 - m >= u64::from(order.terms.required_confirmations()) {
+                    events.push(BitcoinChainEvent::PayoutConfirmed { txid: p.txid });
+                }
+            }
+            // Funding: the escrow's outputs so far, reported while they matter.
+            let new = outputs.remove(&id).unwrap_or_default();
+            if btc.payout.is_none() {
+                let mut utxos = btc.funding.clone();
+                utxos.extend(new.iter().copied());
+                let awaiting = matches!(order.state, EscrowState::AwaitingFunding { .. } | EscrowState::Expired { .. });
+                if !utxos.is_empty() && (awaiting || !new.is_empty()) {
+                    events.push(funding_event(&utxos, height));
+                }
+            } else if !new.is_empty() {
+                note(&txn, id, "LateDeposit", "funds arrived after the payout was prepared", self.app.clock.now()).await?;
+            }
+            for event in events {
+                if self.fail_after_events.is_some_and(|n| applied >= n) {
+                    return Err(WatchError::Store("injected failure mid-block".into()));
+                }
+                match apply_bitcoin_event(&self.app, &txn, id, event.clone()).await {
+                    Ok(_) => applied += 1,
+                    // A refused event (the domain's rules) is recorded, not retried forever.
+                    Err(e) => {
+                        tracing::warn!(order.id = %id, event = ?event, error = ?e, "chain event refused");
+                    }
+                }
+            }
+            let fresh = orders::load(&txn, id).await?;
+            if let Some(watch) = timelock_margin_reached(&fresh.state, fresh.terms.deadlines().timelock, height) {
+                if !btc.timelock_alerted {
+                    tracing::warn!(order.id = %id, unlock.height = watch.unlock_height, "timelock margin reached");
+                    set_timelock_alerted(&self.app, &txn, id).await?;
+                    note(
+                        &txn,
+                        id,
+                        "TimelockMarginReached",
+                        &format!("the buyer's refund path opens at height {}", watch.unlock_height),
+                        self.app.clock.now(),
+                    )
+                    .await?;
+                }
+            }
+        }
+        chain::advance(
+            &txn,
+            CHAIN,
+            &ScannedBlock {
+                height,
+                hash: block.block_hash().to_string(),
+            },
+            KEEP_BLOCKS,
+            self.app.clock.now(),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Sends every finished, unconfirmed payout that was not sent recently.
+    pub async fn broadcast_pending(&self) -> Result<usize, WatchError> {
+        let now = self.app.clock.now();
+        let mut sent = 0;
+        for record in order_store::open_orders(&self.app.db, CHAIN).await? {
+            let order = Order::from_record(record)?;
+            let Some(btc) = btc_of(&order) else { continue };
+            let Some(p) = &btc.payout else { continue };
+            let Some(hex_tx) = &p.final_tx else { continue };
+            if p.mined_at.is_some() || p.broadcast_at.is_some_and(|at| now - at < REBROADCAST_AFTER) {
+                continue;
+            }
+            let tx: Transaction = bitcoin::consensus::encode::deserialize_hex(hex_tx)
+                .map_err(|e| WatchError::Store(e.to_string()))?;
+            let first = p.broadcast_at.is_none();
+            match self.source.broadcast(&tx).await {
+                Ok(txid) => {
+                    let txn = self.app.db.begin().await?;
+                    let mut fresh = orders::load(&txn, order.id()).await?;
+                    if let EscrowRecord::Bitcoin(b) = &mut fresh.escrow {
+                        if let Some(p) = &mut b.payout {
+                            p.broadcast_at = Some(now);
+                        }
+                    }
+                    orders::save(&txn, &mut fresh, now).await?;
+                    if first {
+                        apply_bitcoin_event(&self.app, &txn, order.id(), BitcoinChainEvent::PayoutBroadcast { txid }).await?;
+                    }
+                    txn.commit().await?;
+                    tracing::info!(order.id = %order.id(), escrow.txid = %txid, "payout broadcast");
+                    sent += 1;
+                }
+                Err(SourceError::Rejected(reason)) => {
+                    tracing::warn!(order.id = %order.id(), reason = %reason, "the node rejected the payout");
+                    note(&self.app.db, order.id(), "PayoutRejected", &reason, now).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Runs while it holds the lock: step, broadcast, pause when idle.
+    pub async fn run(self, mut lock: WatcherLock, poll: Duration) {
+        let mut backoff = poll;
+        loop {
+            if !lock.still_held().await {
+                tracing::error!(chain = CHAIN, "lost the watcher lock; stopping");
+                return;
+            }
+            let stepped = self.step().await;
+            let broadcast = self.broadcast_pending().await;
+            match (&stepped, &broadcast) {
+                (Ok(Step::Idle), Ok(_)) => {
+                    backoff = poll;
+                    tokio::time::sleep(poll).await;
+                }
+                (Ok(_), Ok(_)) => backoff = poll,
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(chain = CHAIN, error = %e, "watcher step failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+}
+
+fn funding_event(utxos: &[StoredUtxo], height: u64) -> BitcoinChainEvent {
+    let earliest = utxos.iter().filter_map(|u| u.height).min().unwrap_or(height);
+    let latest = utxos.iter().filter_map(|u| u.height).max().unwrap_or(height);
+    BitcoinChainEvent::Funding {
+        utxos: utxos.iter().map(|u| (OutPoint::new(u.txid, u.vout), u.value)).collect(),
+        // The least-confirmed output decides.
+        confirmations: u32::try_from(height.saturating_sub(latest) + 1).unwrap_or(u32::MAX),
+        height: earliest,
+    }
+}
+
+/// Whether `tx` spends the escrow through the buyer's time-locked branch: its
+/// witness carries the refund key, which the 2-of-3 branch never does.
+fn is_refund_path(btc: &BtcEscrow, tx: &Transaction) -> bool {
+    let Ok(key) = btc.buyer_refund_key.parse::<bitcoin::PublicKey>() else { return false };
+    let bytes = key.to_bytes();
+    tx.input.iter().any(|i| i.witness.iter().any(|item| item == bytes.as_slice()))
+}
+
+async fn note<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    order_id: Uuid,
+    event: &str,
+    detail: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), WatchError> {
+    order_store::insert_order_event(
+        db,
+        &OrderEventRecord {
+            order_id,
+            event: event.to_owned(),
+            actor: "chain".into(),
+            from_status: String::new(),
+            to_status: String::new(),
+            detail: detail.to_owned(),
+            at,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn update_btc(
+    app: &AppState,
+    txn: &DatabaseTransaction,
+    id: Uuid,
+    change: impl FnOnce(&mut BtcEscrow),
+) -> Result<(), WatchError> {
+    let mut order = orders::load(txn, id).await?;
+    if let EscrowRecord::Bitcoin(b) = &mut order.escrow {
+        change(b);
+    }
+    orders::save(txn, &mut order, app.clock.now()).await?;
+    Ok(())
+}
+
+async fn mark_payout_mined(app: &AppState, txn: &DatabaseTransaction, id: Uuid, height: u64) -> Result<(), WatchError> {
+    update_btc(app, txn, id, |b| {
+        if let Some(p) = &mut b.payout {
+            p.mined_at = Some(height);
+        }
+    })
+    .await
+}
+
+async fn mark_payout_unmined(app: &AppState, txn: &DatabaseTransaction, id: Uuid) -> Result<(), WatchError> {
+    update_btc(app, txn, id, |b| {
+        if let Some(p) = &mut b.payout {
+            p.mined_at = None;
+            // Send it again at once.
+            p.broadcast_at = None;
+        }
+    })
+    .await
+}
+
+async fn set_timelock_alerted(app: &AppState, txn: &DatabaseTransaction, id: Uuid) -> Result<(), WatchError> {
+    update_btc(app, txn, id, |b| b.timelock_alerted = true).await
+}

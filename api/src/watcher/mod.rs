@@ -1,0 +1,64 @@
+//! Chain watchers: one per chain, elected across replicas, scanning blocks
+//! (ledgers) in order and turning what they see into escrow events; and the
+//! broadcasters that send finished payouts until they confirm.
+
+pub mod bitcoin;
+pub mod lock;
+pub mod xrpl;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The chain heights the watchers last processed, for deadline checks that
+/// count blocks (the Bitcoin timelock margin).
+#[derive(Debug, Default)]
+pub struct ChainTips {
+    bitcoin: AtomicU64,
+    xrpl: AtomicU64,
+}
+
+impl ChainTips {
+    pub fn bitcoin(&self) -> u64 {
+        self.bitcoin.load(Ordering::Relaxed)
+    }
+
+    pub fn xrpl(&self) -> u64 {
+        self.xrpl.load(Ordering::Relaxed)
+    }
+
+    pub fn set_bitcoin(&self, height: u64) {
+        self.bitcoin.store(height, Ordering::Relaxed);
+    }
+
+    pub fn set_xrpl(&self, index: u64) {
+        self.xrpl.store(index, Ordering::Relaxed);
+    }
+}
+
+/// Why a watcher step failed; the loop logs it and retries after a pause.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    Source(#[from] agora_escrow::source::SourceError),
+    #[error("{0}")]
+    Store(String),
+    #[error("the chain reorganised deeper than the {0} blocks kept; an operator must look")]
+    ReorgTooDeep(u64),
+}
+
+impl From<crate::graphql::errors::ApiError> for WatchError {
+    fn from(e: crate::graphql::errors::ApiError) -> Self {
+        WatchError::Store(e.message())
+    }
+}
+
+impl From<agora_persistence::StoreError> for WatchError {
+    fn from(e: agora_persistence::StoreError) -> Self {
+        WatchError::Store(e.to_string())
+    }
+}
+
+impl From<sea_orm::DbErr> for WatchError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        WatchError::Store(e.to_string())
+    }
+}

@@ -1,0 +1,1 @@
+//! Bitcoin Core JSON-RPC adapter of the Bitcoin source port.

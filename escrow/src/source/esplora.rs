@@ -1,0 +1,1 @@
+//! Esplora HTTP adapter of the Bitcoin source port.

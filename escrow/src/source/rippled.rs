@@ -1,0 +1,1 @@
+//! Rippled WebSocket/JSON-RPC adapter of the XRPL source port.
