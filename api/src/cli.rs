@@ -50,6 +50,8 @@ pub enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Run only the local chains (Bitcoin regtest, XRPL devnet) for development.
+    Devnet,
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Create the first admin, or make an existing account an admin. The password

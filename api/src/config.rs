@@ -29,6 +29,8 @@ pub struct Settings {
     pub orders: OrderSettings,
     pub bitcoin: BitcoinSettings,
     pub xrpl: XrplSettings,
+    pub devnet: DevnetSettings,
+    pub watchers: WatcherSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,6 +140,38 @@ pub struct XrplSettings {
     pub arbitration_fee_bps: u16,
 }
 
+/// Local chains started in-process (development only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevnetSettings {
+    /// Defaults to on in development, off (refused) in production.
+    pub enabled: Option<bool>,
+    pub bitcoin_rpc_bind: String,
+    pub bitcoin_esplora_bind: String,
+    pub xrpl_ws_bind: String,
+    pub xrpl_rpc_bind: String,
+    /// 0 disables automatic mining/closing (tests drive the chains).
+    pub block_interval_secs: u64,
+    pub ledger_interval_secs: u64,
+}
+
+/// The chain watchers and where they read the chains.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatcherSettings {
+    pub enabled: bool,
+    pub poll_interval_ms: u64,
+    /// `rpc` (Bitcoin Core JSON-RPC) or `esplora`.
+    pub bitcoin_source: String,
+    /// Defaults to the devnet's when it runs.
+    pub bitcoin_rpc_url: Option<String>,
+    pub bitcoin_rpc_user: Option<String>,
+    pub bitcoin_rpc_password: Option<Secret>,
+    pub esplora_url: Option<String>,
+    pub xrpl_ws_url: Option<String>,
+    pub xrpl_rpc_url: Option<String>,
+}
+
 /// A configuration value that must not appear in logs.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -207,6 +241,26 @@ impl Default for Settings {
                 timelock_margin_blocks: 144,
                 confirmations: vec![(1_000_000, 1), (10_000_000, 3), (100_000_000, 6)],
             },
+            devnet: DevnetSettings {
+                enabled: None,
+                bitcoin_rpc_bind: "127.0.0.1:18443".into(),
+                bitcoin_esplora_bind: "127.0.0.1:3002".into(),
+                xrpl_ws_bind: "127.0.0.1:6006".into(),
+                xrpl_rpc_bind: "127.0.0.1:5005".into(),
+                block_interval_secs: 10,
+                ledger_interval_secs: 4,
+            },
+            watchers: WatcherSettings {
+                enabled: true,
+                poll_interval_ms: 1_000,
+                bitcoin_source: "rpc".into(),
+                bitcoin_rpc_url: None,
+                bitcoin_rpc_user: None,
+                bitcoin_rpc_password: None,
+                esplora_url: None,
+                xrpl_ws_url: None,
+                xrpl_rpc_url: None,
+            },
             xrpl: XrplSettings {
                 secret_hex: None,
                 secret_file: None,
@@ -273,6 +327,10 @@ impl Settings {
 
     pub fn auto_migrate(&self) -> bool {
         self.database.auto_migrate.unwrap_or(self.mode == Mode::Development)
+    }
+
+    pub fn devnet_enabled(&self) -> bool {
+        self.devnet.enabled.unwrap_or(self.mode == Mode::Development)
     }
 
     pub fn introspection(&self) -> bool {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod chains;
 pub mod config;
 pub mod devnet;
 pub mod graphql;

@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate { action } => migrate(&settings, action).await,
+        Command::Devnet => devnet(settings).await,
         Command::Schema => {
             print!("{}", agora_api::graphql::sdl());
             Ok(())
@@ -55,8 +56,28 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let url = format!("http://{shown_host}:{}/graphql", app.port());
     tracing::info!(url = %url, "Agora is serving");
     println!("Agora is running. GraphiQL: {url}");
+    if let Some(d) = app.devnets() {
+        println!(
+            "Local chains: Bitcoin regtest RPC {} / Esplora {}, XRPL devnet {} (see `agora devnet`)",
+            d.bitcoin_servers.rpc_url, d.bitcoin_servers.esplora_url, d.xrpl_servers.ws_url
+        );
+    }
     app.run_until_stopped().await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn devnet(mut settings: Settings) -> anyhow::Result<()> {
+    settings.devnet.enabled = Some(true);
+    let xrpl = agora_api::startup::xrpl_context(&settings)?;
+    let d = agora_api::chains::start_devnets(&settings, xrpl.operating.address.as_str()).await?;
+    println!("Bitcoin regtest  JSON-RPC {} (user {}, password {})", d.bitcoin_servers.rpc_url, agora_api::chains::DEVNET_RPC_USER, agora_api::chains::DEVNET_RPC_PASSWORD);
+    println!("                 Esplora  {}", d.bitcoin_servers.esplora_url);
+    println!("XRPL devnet      WebSocket {}", d.xrpl_servers.ws_url);
+    println!("                 JSON-RPC  {}", d.xrpl_servers.rpc_url);
+    println!("Faucets: JSON-RPC `agora_faucet` on either chain. Ctrl-C stops.");
+    tokio::signal::ctrl_c().await?;
+    drop(d);
     Ok(())
 }
 

@@ -28,6 +28,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: Arc<AppState>,
+    devnets: Option<crate::chains::Devnets>,
 }
 
 impl Application {
@@ -58,6 +59,7 @@ impl Application {
             xrpl,
             xrpl_settings: settings.xrpl.clone(),
             tips: Default::default(),
+            order_updates: tokio::sync::broadcast::channel(1024).0,
             order_settings: settings.orders.clone(),
             refresh_ttl: chrono::Duration::seconds(
                 i64::try_from(settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
@@ -67,6 +69,12 @@ impl Application {
                 Duration::from_secs(settings.auth.login_window_secs),
             ),
         });
+        let devnets = if settings.devnet_enabled() {
+            Some(crate::chains::start_devnets(&settings, state.xrpl.operating.address.as_str()).await?)
+        } else {
+            None
+        };
+        crate::chains::start_watchers(state.clone(), &settings, devnets.as_ref()).await?;
         crate::orders::scheduler::spawn(
             state.clone(),
             Duration::from_secs(settings.orders.scheduler_interval_secs.max(1)),
@@ -84,6 +92,7 @@ impl Application {
                 .app_data(web::Data::new(app_state.clone()))
                 .route("/graphql", web::post().to(http::graphql::post))
                 .route("/graphql", web::get().to(http::graphql::get))
+                .route("/graphql/ws", web::get().to(http::graphql::subscriptions))
                 .route("/graphql", web::route().to(http::graphql::method_not_allowed))
                 .route("/healthz", web::get().to(http::health::healthz))
                 .route("/readyz", web::get().to(http::health::readyz))
@@ -97,6 +106,7 @@ impl Application {
             port,
             server: server.run(),
             state,
+            devnets,
         })
     }
 
@@ -108,8 +118,15 @@ impl Application {
         self.state.clone()
     }
 
+    /// The in-process devnets, when they run.
+    pub fn devnets(&self) -> Option<&crate::chains::Devnets> {
+        self.devnets.as_ref()
+    }
+
     /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // The devnets live as long as the server.
+        let _devnets = self.devnets;
         self.server.await
     }
 }
@@ -160,7 +177,7 @@ const DEV_XRPL_SECRET_FILE: &str = "xrpl-marketplace.secret";
 
 /// The marketplace's XRPL keyring and payout settings. In development the
 /// secret is generated once into the data directory.
-fn xrpl_context(settings: &Settings) -> anyhow::Result<XrplContext> {
+pub fn xrpl_context(settings: &Settings) -> anyhow::Result<XrplContext> {
     let cfg = &settings.xrpl;
     let secret_hex = if let Some(secret) = &cfg.secret_hex {
         secret.expose().to_owned()

@@ -207,8 +207,16 @@ pub async fn insert_order_event<C: ConnectionTrait>(db: &C, e: &OrderEventRecord
 }
 
 pub async fn order_events_of<C: ConnectionTrait>(db: &C, order_id: Uuid) -> Result<Vec<OrderEventRecord>, StoreError> {
+    order_events_of_many(db, &[order_id]).await
+}
+
+/// The history of several orders in one query, each oldest first.
+pub async fn order_events_of_many<C: ConnectionTrait>(
+    db: &C,
+    order_ids: &[Uuid],
+) -> Result<Vec<OrderEventRecord>, StoreError> {
     Ok(order_events::Entity::find()
-        .filter(order_events::Column::OrderId.eq(order_id))
+        .filter(order_events::Column::OrderId.is_in(order_ids.iter().copied()))
         .order_by_asc(order_events::Column::At)
         .order_by_asc(order_events::Column::Id)
         .all(db)
@@ -265,8 +273,16 @@ pub async fn arbitrator_signatures_of<C: ConnectionTrait>(
     db: &C,
     order_id: Uuid,
 ) -> Result<Vec<ArbitratorSignatureRecord>, StoreError> {
+    arbitrator_signatures_of_many(db, &[order_id]).await
+}
+
+/// The audit records of several orders in one query.
+pub async fn arbitrator_signatures_of_many<C: ConnectionTrait>(
+    db: &C,
+    order_ids: &[Uuid],
+) -> Result<Vec<ArbitratorSignatureRecord>, StoreError> {
     arbitrator_signatures::Entity::find()
-        .filter(arbitrator_signatures::Column::OrderId.eq(order_id))
+        .filter(arbitrator_signatures::Column::OrderId.is_in(order_ids.iter().copied()))
         .order_by_asc(arbitrator_signatures::Column::SignedAt)
         .order_by_asc(arbitrator_signatures::Column::Id)
         .all(db)

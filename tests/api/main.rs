@@ -3,6 +3,10 @@
 pub use agora_tests::GqlResponse;
 
 mod auth;
+mod chains_btc;
+mod chains_xrpl;
+mod devnet_bitcoin;
+mod devnet_xrpl;
 mod orders_btc;
 mod orders_xrpl;
 mod http;

@@ -11,7 +11,7 @@ use agora_tests::{on_both_backends, Session, TestApp};
 use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 
-const FIELDS: &str = "id status version amountDue
+pub const FIELDS: &str = "id status version amountDue
     xrplEscrow { account setupStatus buyerAccount providerAccount arbitratorAccount depositDrops nextSequence
         verifyBeforeFunding { escrowAccount quorum masterDisabled regularKey expectedReserveDrops signerEntries { account weight role } }
         setupTransactions { funding { hash blob } signerListSet { hash blob } disableMaster { hash blob } }
@@ -24,14 +24,14 @@ const FIELDS: &str = "id status version amountDue
 
 const REGISTER_KEY: &str = "mutation($i: RegisterEscrowKeyInput!) { registerEscrowKey(input: $i) { escrowKey { id } } }";
 
-struct Parties {
-    buyer: Session,
-    provider: Session,
-    buyer_key_id: String,
-    listing_id: String,
+pub struct Parties {
+    pub buyer: Session,
+    pub provider: Session,
+    pub buyer_key_id: String,
+    pub listing_id: String,
 }
 
-async fn parties(app: &TestApp) -> Parties {
+pub async fn parties(app: &TestApp) -> Parties {
     let (provider, _) = app.new_provider("xprov").await;
     app.gql(
         REGISTER_KEY,
@@ -64,7 +64,7 @@ async fn parties(app: &TestApp) -> Parties {
     }
 }
 
-async fn place(app: &TestApp, p: &Parties) -> Value {
+pub async fn place(app: &TestApp, p: &Parties) -> Value {
     let q = format!("mutation($i: PlaceOrderInput!) {{ placeOrder(input: $i) {{ order {{ {FIELDS} }} }} }}");
     app.gql(&q, json!({"i": {"listingId": p.listing_id, "buyerKeyId": p.buyer_key_id}}), Some(&p.buyer.access_token))
         .await
@@ -72,21 +72,21 @@ async fn place(app: &TestApp, p: &Parties) -> Value {
         .clone()
 }
 
-fn uuid_of(order: &Value) -> uuid::Uuid {
+pub fn uuid_of(order: &Value) -> uuid::Uuid {
     agora_api::graphql::node::decode(order["id"].as_str().unwrap()).unwrap().1
 }
 
-async fn view(app: &TestApp, order: &Value, token: &str) -> Value {
+pub async fn view(app: &TestApp, order: &Value, token: &str) -> Value {
     let q = format!("query($id: ID!) {{ order(id: $id) {{ {FIELDS} }} }}");
     app.gql(&q, json!({"id": order["id"]}), Some(token)).await.ok()["order"].clone()
 }
 
-async fn action(app: &TestApp, name: &str, order: &Value, token: &str) -> Value {
+pub async fn action(app: &TestApp, name: &str, order: &Value, token: &str) -> Value {
     let q = format!("mutation($i: OrderActionInput!) {{ {name}(input: $i) {{ order {{ {FIELDS} }} }} }}");
     app.gql(&q, json!({"i": {"orderId": order["id"]}}), Some(token)).await.ok()[name]["order"].clone()
 }
 
-async fn submit(app: &TestApp, order: &Value, blobs: &[String], token: &str) -> agora_tests::GqlResponse {
+pub async fn submit(app: &TestApp, order: &Value, blobs: &[String], token: &str) -> agora_tests::GqlResponse {
     let q = format!(
         "mutation($i: SubmitPayoutSignatureInput!) {{ submitPayoutSignature(input: $i) {{ order {{ {FIELDS} }} }} }}"
     );
@@ -94,7 +94,7 @@ async fn submit(app: &TestApp, order: &Value, blobs: &[String], token: &str) -> 
 }
 
 /// Signs every payout transaction of `order` with `seed` (via xrpl-py).
-fn sign_all(order: &Value, seed: &str) -> Vec<String> {
+pub fn sign_all(order: &Value, seed: &str) -> Vec<String> {
     order["payout"]["xrplTransactions"]
         .as_array()
         .unwrap()
@@ -116,7 +116,7 @@ async fn funded_order(app: &TestApp, p: &Parties) -> Value {
     order
 }
 
-fn drops(v: &Value) -> u64 {
+pub fn drops(v: &Value) -> u64 {
     v.as_str().unwrap().parse().unwrap()
 }
 

@@ -25,8 +25,21 @@ pub use db::Backend;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The local chains of a test started with `spawn_with_chains`.
+#[derive(Clone)]
+pub struct Chains {
+    pub bitcoin: agora_api::devnet::bitcoin::BitcoinDevnet,
+    pub xrpl: agora_api::devnet::xrpl::XrplDevnet,
+    pub bitcoin_rpc_url: String,
+    pub esplora_url: String,
+    pub xrpl_ws_url: String,
+    pub xrpl_rpc_url: String,
+}
+
 pub struct TestApp {
     pub address: String,
+    /// Present when the test asked for local chains.
+    pub chains: Option<Chains>,
     /// The server's state, for delivering chain events the way the watcher will.
     pub state: Arc<AppState>,
     /// The clock deadlines are judged by; tests advance it.
@@ -98,6 +111,11 @@ impl TestApp {
         settings.database.max_connections = 5;
         // The template is migrated already; SQLite files are migrated at start-up.
         settings.database.auto_migrate = Some(true);
+        // Chains are opt-in per test (`spawn_with_chains`); the scheduler runs
+        // only when a test sweeps, so tests decide when deadlines pass.
+        settings.devnet.enabled = Some(false);
+        settings.watchers.enabled = false;
+        settings.orders.scheduler_interval_secs = 24 * 3600;
         tweak(&mut settings);
         let data_dir = settings.data_dir.clone();
         let clock = Arc::new(AdjustableClock::default());
@@ -106,9 +124,18 @@ impl TestApp {
             .expect("the application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
+        let chains = app.devnets().map(|d| Chains {
+            bitcoin: d.bitcoin.clone(),
+            xrpl: d.xrpl.clone(),
+            bitcoin_rpc_url: d.bitcoin_servers.rpc_url.clone(),
+            esplora_url: d.bitcoin_servers.esplora_url.clone(),
+            xrpl_ws_url: d.xrpl_servers.ws_url.clone(),
+            xrpl_rpc_url: d.xrpl_servers.rpc_url.clone(),
+        });
         tokio::spawn(app.run_until_stopped());
         TestApp {
             address,
+            chains,
             state,
             clock,
             client: reqwest::Client::new(),
@@ -117,6 +144,30 @@ impl TestApp {
             database,
             _dir: dir,
         }
+    }
+
+    /// Spawns with in-process devnets on free ports, mining and closing only
+    /// when the test says so; watchers are built by the test and stepped by hand.
+    pub async fn spawn_with_chains(backend: Backend) -> TestApp {
+        Self::spawn_with_chains_and(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with_chains_and(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_with(backend, |s| {
+            tweak(s);
+            s.devnet.enabled = Some(true);
+            s.devnet.bitcoin_rpc_bind = "127.0.0.1:0".into();
+            s.devnet.bitcoin_esplora_bind = "127.0.0.1:0".into();
+            s.devnet.xrpl_ws_bind = "127.0.0.1:0".into();
+            s.devnet.xrpl_rpc_bind = "127.0.0.1:0".into();
+            s.devnet.block_interval_secs = 0;
+            s.devnet.ledger_interval_secs = 0;
+        })
+        .await
+    }
+
+    pub fn chains(&self) -> &Chains {
+        self.chains.as_ref().expect("spawned with chains")
     }
 
     pub fn database_url(&self) -> String {

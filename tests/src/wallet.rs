@@ -108,3 +108,16 @@ impl Wallet {
         BASE64.encode(psbt.serialize())
     }
 }
+
+impl Wallet {
+    /// The wallet's secret key (tests sign refund-path spends with it).
+    pub fn secret(&self) -> SecretKey {
+        self.secret
+    }
+
+    /// A regtest P2WPKH address of the wallet's key.
+    pub fn address(&self) -> bitcoin::Address {
+        let key = bitcoin::CompressedPublicKey::try_from(self.public_key()).expect("compressed key");
+        bitcoin::Address::p2wpkh(&key, bitcoin::Network::Regtest)
+    }
+}

@@ -32,6 +32,8 @@ pub struct AppState {
     pub xrpl_settings: XrplSettings,
     /// Heights the chain watchers last processed.
     pub tips: crate::watcher::ChainTips,
+    /// Hints that an order changed (see `graphql::subscription`).
+    pub order_updates: tokio::sync::broadcast::Sender<Uuid>,
     pub order_settings: OrderSettings,
 }
 

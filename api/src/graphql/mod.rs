@@ -9,18 +9,21 @@ pub mod node;
 pub mod order;
 pub mod provider;
 pub mod scalars;
+pub mod subscription;
 
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, EmptySubscription, Interface, MergedObject, Object, Schema, ID};
+use async_graphql::{Context, Interface, MergedObject, Object, Schema, ID};
+
+use self::subscription::Subscription;
 
 use self::account::{AccountMutation, AccountQuery, UserObject};
 use self::context::AppState;
 use self::errors::ApiResult;
 use self::listing::{ListingMutation, ListingObject, ListingQuery};
 use self::order::{OrderMutation, OrderObject, OrderQuery};
-use self::loaders::{ListingLoader, ProviderLoader};
+use self::loaders::{ArbitratorSignaturesLoader, ListingLoader, OrderEventsLoader, ProviderLoader};
 use self::node::NodeType;
 use self::provider::{ProviderMutation, ProviderObject, ProviderQuery};
 use crate::config::GraphqlSettings;
@@ -78,11 +81,11 @@ pub struct Query(NodeQuery, AccountQuery, ProviderQuery, ListingQuery, OrderQuer
 #[derive(MergedObject, Default)]
 pub struct Mutation(AccountMutation, ProviderMutation, ListingMutation, OrderMutation);
 
-pub type AgoraSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AgoraSchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema with its limits, without runtime state (for `agora schema`).
-pub fn builder(settings: &GraphqlSettings, introspection: bool) -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+pub fn builder(settings: &GraphqlSettings, introspection: bool) -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_depth(settings.depth_limit)
         .limit_complexity(settings.complexity_limit)
         .limit_recursive_depth(32)
@@ -99,7 +102,9 @@ pub fn build(state: Arc<AppState>, settings: &GraphqlSettings, introspection: bo
     builder(settings, introspection)
         .data(state)
         .data(DataLoader::new(ProviderLoader(db.clone()), tokio::spawn))
-        .data(DataLoader::new(ListingLoader(db), tokio::spawn))
+        .data(DataLoader::new(ListingLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(OrderEventsLoader(db.clone()), tokio::spawn))
+        .data(DataLoader::new(ArbitratorSignaturesLoader(db), tokio::spawn))
         .finish()
 }
 

@@ -4,6 +4,9 @@ use agora_domain::escrow::{Actor, EscrowEvent, EscrowState, Outcome, Party, Sett
 use agora_domain::order::PricingSnapshot;
 use agora_escrow::btc::EscrowParty;
 use agora_persistence::orders as order_store;
+use async_graphql::dataloader::DataLoader;
+
+use super::loaders::{ArbitratorSignaturesLoader, OrderEventsLoader};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -702,8 +705,9 @@ impl OrderObject {
 
     /// Every change of the order, oldest first.
     async fn history(&self, ctx: &Context<'_>) -> ApiResult<Vec<OrderEventGql>> {
-        Ok(order_store::order_events_of(&state(ctx).db, self.0.id())
-            .await?
+        let loader = ctx.data_unchecked::<DataLoader<OrderEventsLoader>>();
+        let rows = loader.load_one(self.0.id()).await.map_err(ApiError::internal)?.unwrap_or_default();
+        Ok(rows
             .into_iter()
             .map(|e| OrderEventGql {
                 event: e.event,
@@ -718,8 +722,9 @@ impl OrderObject {
 
     /// Every signature the marketplace key made for this order (append-only audit).
     async fn arbitrator_signatures(&self, ctx: &Context<'_>) -> ApiResult<Vec<ArbitratorSignatureGql>> {
-        Ok(order_store::arbitrator_signatures_of(&state(ctx).db, self.0.id())
-            .await?
+        let loader = ctx.data_unchecked::<DataLoader<ArbitratorSignaturesLoader>>();
+        let rows = loader.load_one(self.0.id()).await.map_err(ApiError::internal)?.unwrap_or_default();
+        Ok(rows
             .into_iter()
             .map(|s| ArbitratorSignatureGql {
                 rule: s.rule,

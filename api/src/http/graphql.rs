@@ -318,6 +318,31 @@ pub async fn get(
     execute(&schema, &state, &req, media, request).await
 }
 
+/// `GET /graphql/ws`: subscriptions over WebSocket (graphql-transport-ws, and
+/// the older graphql-ws). Authenticate in `connection_init`:
+/// `{"Authorization": "Bearer <accessToken>"}`.
+pub async fn subscriptions(
+    req: HttpRequest,
+    payload: web::Payload,
+    schema: web::Data<AgoraSchema>,
+    state: web::Data<Arc<AppState>>,
+) -> actix_web::Result<HttpResponse> {
+    let app = state.get_ref().clone();
+    async_graphql_actix_web::GraphQLSubscription::new(AgoraSchema::clone(&schema))
+        .on_connection_init(move |value| async move {
+            let token = value
+                .get("Authorization")
+                .or_else(|| value.get("authorization"))
+                .and_then(|v| v.as_str())
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .map(|t| app.jwt.verify(t.trim()));
+            let mut data = async_graphql::Data::default();
+            data.insert(RequestAuth::new(token));
+            Ok(data)
+        })
+        .start(&req, payload)
+}
+
 /// Any other method on `/graphql`.
 pub async fn method_not_allowed() -> HttpResponse {
     HttpResponse::MethodNotAllowed()

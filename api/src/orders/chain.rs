@@ -129,16 +129,28 @@ async fn update_xrpl(
     what: &str,
     change: impl FnOnce(&mut XrplEscrow) -> ApiResult<()>,
 ) -> ApiResult<Order> {
-    let now = app.clock.now();
     let txn = app.db.begin().await?;
-    let mut order = load(&txn, order_id).await?;
+    let order = update_xrpl_in(app, &txn, order_id, what, change).await?;
+    txn.commit().await?;
+    Ok(order)
+}
+
+async fn update_xrpl_in(
+    app: &AppState,
+    txn: &sea_orm::DatabaseTransaction,
+    order_id: Uuid,
+    what: &str,
+    change: impl FnOnce(&mut XrplEscrow) -> ApiResult<()>,
+) -> ApiResult<Order> {
+    let now = app.clock.now();
+    let mut order = load(txn, order_id).await?;
     let EscrowRecord::Xrpl(x) = &mut order.escrow else {
         return Err(ApiError::internal("an XRPL event for an order on another chain"));
     };
     change(x)?;
-    super::save(&txn, &mut order, now).await?;
+    super::save(txn, &mut order, now).await?;
     agora_persistence::orders::insert_order_event(
-        &txn,
+        txn,
         &agora_persistence::orders::OrderEventRecord {
             order_id,
             event: what.to_owned(),
@@ -150,17 +162,30 @@ async fn update_xrpl(
         },
     )
     .await?;
-    txn.commit().await?;
     Ok(order)
 }
 
 pub async fn deliver_xrpl_event(app: &AppState, order_id: Uuid, event: XrplChainEvent) -> ApiResult<Order> {
+    let txn = app.db.begin().await?;
+    let order = apply_xrpl_event(app, &txn, order_id, event).await?;
+    txn.commit().await?;
+    Ok(order)
+}
+
+/// Applies an XRPL chain event inside `txn` (the watcher commits it together
+/// with its cursor).
+pub async fn apply_xrpl_event(
+    app: &AppState,
+    txn: &sea_orm::DatabaseTransaction,
+    order_id: Uuid,
+    event: XrplChainEvent,
+) -> ApiResult<Order> {
     match event {
         XrplChainEvent::AccountCreated { ledger_index } => {
-            update_xrpl(app, order_id, "EscrowAccountCreated", |x| x.sign_configuration(&app.xrpl, ledger_index)).await
+            update_xrpl_in(app, txn, order_id, "EscrowAccountCreated", |x| x.sign_configuration(&app.xrpl, ledger_index)).await
         }
         XrplChainEvent::SetupValidated { ledger_index } => {
-            update_xrpl(app, order_id, "EscrowAccountReady", |x| {
+            update_xrpl_in(app, txn, order_id, "EscrowAccountReady", |x| {
                 if x.setup.status != SetupStatus::Configuring {
                     return Err(ApiError::conflict("WRONG_STATE", "the escrow account's configuration is not signed yet"));
                 }
@@ -172,8 +197,7 @@ pub async fn deliver_xrpl_event(app: &AppState, order_id: Uuid, event: XrplChain
         }
         XrplChainEvent::Funding { deposit_drops, ledger_index } => {
             let now = app.clock.now();
-            let txn = app.db.begin().await?;
-            let mut order = load(&txn, order_id).await?;
+            let mut order = load(txn, order_id).await?;
             let EscrowRecord::Xrpl(x) = &mut order.escrow else {
                 return Err(ApiError::internal("an XRPL event for an order on another chain"));
             };
@@ -185,14 +209,11 @@ pub async fn deliver_xrpl_event(app: &AppState, order_id: Uuid, event: XrplChain
                 confirmations: 1,
                 funding_height: u64::from(ledger_index),
             };
-            let order = transition(app, &txn, order, Actor::Chain, &event, now).await?;
-            txn.commit().await?;
-            Ok(order)
+            transition(app, txn, order, Actor::Chain, &event, now).await
         }
         XrplChainEvent::PayoutValidated { hash, ledger_index } => {
             let now = app.clock.now();
-            let txn = app.db.begin().await?;
-            let mut order = load(&txn, order_id).await?;
+            let mut order = load(txn, order_id).await?;
             let EscrowRecord::Xrpl(x) = &mut order.escrow else {
                 return Err(ApiError::internal("an XRPL event for an order on another chain"));
             };
@@ -212,12 +233,9 @@ pub async fn deliver_xrpl_event(app: &AppState, order_id: Uuid, event: XrplChain
             let id = payout.id().unwrap_or_default();
             if all {
                 let event = EscrowEvent::PayoutConfirmed { txid: id };
-                let order = transition(app, &txn, order, Actor::Chain, &event, now).await?;
-                txn.commit().await?;
-                Ok(order)
+                transition(app, txn, order, Actor::Chain, &event, now).await
             } else {
-                super::save(&txn, &mut order, now).await?;
-                txn.commit().await?;
+                super::save(txn, &mut order, now).await?;
                 Ok(order)
             }
         }

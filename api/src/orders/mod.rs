@@ -239,7 +239,7 @@ pub async fn transition(
         }
     }
     order.state = result.state;
-    save(txn, &mut order, now).await?;
+    save_and_hint(app, txn, &mut order, now).await?;
     orders::insert_order_event(
         txn,
         &OrderEventRecord {
@@ -300,6 +300,17 @@ async fn sign_as_arbitrator(
 
 /// Stores state and escrow; CONFLICT when someone else changed the order first.
 pub async fn save<C: ConnectionTrait>(db: &C, order: &mut Order, now: DateTime<Utc>) -> ApiResult<()> {
+    save_inner(db, order, now).await
+}
+
+/// Stores and tells subscribers (a hint: they re-read after the commit).
+pub async fn save_and_hint<C: ConnectionTrait>(app: &AppState, db: &C, order: &mut Order, now: DateTime<Utc>) -> ApiResult<()> {
+    save_inner(db, order, now).await?;
+    let _ = app.order_updates.send(order.id());
+    Ok(())
+}
+
+async fn save_inner<C: ConnectionTrait>(db: &C, order: &mut Order, now: DateTime<Utc>) -> ApiResult<()> {
     let state_json = serde_json::to_string(&order.state).map_err(ApiError::internal)?;
     let escrow_json = serde_json::to_string(&order.escrow).map_err(ApiError::internal)?;
     match orders::update_order(
@@ -369,7 +380,7 @@ pub async fn submit_payout_signature(
             ))
         }
     }
-    save(&txn, &mut order, now).await?;
+    save_and_hint(app, &txn, &mut order, now).await?;
     let complete = order.escrow.payout_complete();
     orders::insert_order_event(
         &txn,

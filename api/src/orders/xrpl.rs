@@ -270,6 +270,20 @@ impl XrplEscrow {
         Ok(())
     }
 
+    /// Whether the signed set-up transactions can no longer be validated.
+    pub fn setup_lls_passed(&self, validated: u32) -> bool {
+        let lls = |t: &Option<SignedTx>| {
+            t.as_ref()
+                .and_then(|t| agora_escrow::xrpl::last_ledger_sequence_of(&t.blob))
+                .is_some_and(|l| validated > l)
+        };
+        match self.setup.status {
+            SetupStatus::AwaitingAccount => lls(&self.setup.funding),
+            SetupStatus::Configuring => lls(&self.setup.signer_list_set) || lls(&self.setup.disable_master),
+            SetupStatus::Ready => false,
+        }
+    }
+
     /// Which of buyer, provider, arbitrator signed every Payment.
     pub fn signed_by(&self) -> Vec<&'static str> {
         let Some(payout) = &self.payout else { return Vec::new() };

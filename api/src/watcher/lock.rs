@@ -10,8 +10,10 @@ use sea_orm::{DatabaseConnection, DbBackend};
 
 /// A held leadership; dropping it releases the lock.
 pub enum WatcherLock {
+    /// A connection taken out of the pool for good: when it is dropped the
+    /// session ends and PostgreSQL releases the lock.
     Postgres {
-        conn: sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>,
+        conn: sea_orm::sqlx::PgConnection,
         /// Kept for the explicit unlock on drop's behalf in logs.
         key: i64,
     },
@@ -35,11 +37,11 @@ impl WatcherLock {
         match db.get_database_backend() {
             DbBackend::Postgres => {
                 let pool = db.get_postgres_connection_pool();
-                let mut conn = pool.acquire().await?;
+                let mut conn = pool.acquire().await?.detach();
                 let key = key_of(chain);
                 let (acquired,): (bool,) = sea_orm::sqlx::query_as("SELECT pg_try_advisory_lock($1)")
                     .bind(key)
-                    .fetch_one(&mut *conn)
+                    .fetch_one(&mut conn)
                     .await?;
                 Ok(acquired.then_some(WatcherLock::Postgres { conn, key }))
             }
@@ -64,7 +66,7 @@ impl WatcherLock {
         match self {
             // A session-level advisory lock lives as long as its session: the
             // lock is held exactly while this connection still answers.
-            WatcherLock::Postgres { conn, .. } => sea_orm::sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok(),
+            WatcherLock::Postgres { conn, .. } => sea_orm::sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok(),
             WatcherLock::File(_) => true,
         }
     }

@@ -219,6 +219,11 @@ impl StObject {
         Self { fields }
     }
 
+    /// The fields, in canonical order.
+    pub fn to_fields(&self) -> Vec<Field> {
+        self.fields.clone()
+    }
+
     pub fn get(&self, id: FieldId) -> Option<&Field> {
         self.fields.iter().find(|f| f.id == id)
     }

@@ -6,17 +6,27 @@
 //!   disables the master key, and what the buyer should verify before funding;
 //! - [`payout`]: the split into one Payment per recipient, ready for multisigning;
 //! - [`multisig`]: signing, checking the signers' blobs, combining and verifying;
+//! - [`inspect`]: any signed blob from outside decoded to rippled's JSON, its
+//!   signatures verified (what a node checks before it looks at the ledger);
+//! - [`transfer`]: a plain single-signed XRP Payment (operating account, faucet);
 //! - `codec`: the strict binary reader every blob from outside goes through.
 
 pub mod account;
+mod blob_fields;
 mod codec;
+pub mod inspect;
 pub mod multisig;
 pub mod payout;
 pub mod setup;
+pub mod transfer;
 
 pub use account::{
     KeyAlgorithm, KeyError, SigningKey, XrplAccount, XrplAddress, XrplKeyring, XrplPublicKey,
 };
+pub use inspect::{
+    combine_signer_blobs, DecodedTx, SignatureError, TxAuthorization, TxDecodeError, TxSigner,
+};
+pub use blob_fields::last_ledger_sequence_of;
 pub use multisig::{
     sign_payout, verify_multisigned, FinalPayout, MultisigError, SignatureCollector,
 };
@@ -29,3 +39,4 @@ pub use setup::{
     ConfigurationParams, EscrowConfiguration, EscrowSigners, FundingParams, Reserves, SignedTx,
     TxBuildError, ASF_DISABLE_MASTER, ESCROW_QUORUM, MAX_FEE_DROPS, SIGNER_WEIGHT,
 };
+pub use transfer::{sign_xrp_payment, XrpPayment};

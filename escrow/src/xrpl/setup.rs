@@ -400,7 +400,7 @@ pub fn sign_escrow_configuration(
 /// Signs a single-signature transaction whose fields (except the signing key and
 /// signature) are `fields`, serialized identically by xrpl-rust from `json`, then
 /// decodes the blob again and verifies it before returning it.
-fn sign_single(
+pub(crate) fn sign_single(
     key: &SigningKey,
     mut json: serde_json::Value,
     fields: StObject,
