@@ -13,3 +13,4 @@ mod http;
 mod listings;
 mod schema;
 mod search;
+mod subscriptions;
