@@ -79,7 +79,7 @@ async fn lifecycle<S: BitcoinSource>(app: &TestApp, source: S) {
     let p = listing_parties(app).await;
     let order = place(app, &p).await;
 
-    chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
+    let funding_txid = chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
     catch_up(&watcher).await;
     assert_eq!(status(app, &order, &p).await, "AWAITING_FUNDING", "unconfirmed funds do not count");
     chains.bitcoin.mine(1);
@@ -110,6 +110,14 @@ async fn lifecycle<S: BitcoinSource>(app: &TestApp, source: S) {
     let settled = get_order(app, &order, &p.buyer.access_token).await;
     assert_eq!(settled["status"], "SETTLED");
     assert_eq!(settled["settlement"]["txid"], txid.to_string());
+    let q = "query($id: ID!) { order(id: $id) { chainStatus { chain tip fundingConfirmations fundingTransactions payoutTransactions payoutBroadcast payoutConfirmations } } }";
+    let cs = app.gql(q, json!({"id": order["id"]}), Some(&p.buyer.access_token)).await.ok()["order"]["chainStatus"].clone();
+    assert_eq!(cs["chain"], "bitcoin");
+    assert_eq!(cs["tip"], json!(chains.bitcoin.tip().height));
+    assert_eq!(cs["fundingTransactions"], json!([funding_txid.to_string()]));
+    assert_eq!(cs["payoutTransactions"], json!([txid.to_string()]));
+    assert_eq!(cs["payoutBroadcast"], true);
+    assert_eq!(cs["payoutConfirmations"], 1);
 }
 
 async fn an_order_settles_on_the_local_chain_watched_through_bitcoin_core_rpc(backend: Backend) {

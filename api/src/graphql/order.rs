@@ -253,6 +253,26 @@ pub struct ArbitratorSignatureGql {
     pub signed_at: DateTime<Utc>,
 }
 
+/// Where the order's escrow stands on its chain, for status pages and explorers.
+#[derive(SimpleObject)]
+pub struct ChainStatusGql {
+    /// bitcoin or xrpl.
+    pub chain: String,
+    /// The block height (ledger index) the watcher last processed.
+    pub tip: u64,
+    /// Confirmations of the escrow's funding (XRPL: 1 once in a validated ledger).
+    pub funding_confirmations: u32,
+    pub required_confirmations: u32,
+    /// Funding transactions (txids / ledger hashes), for block explorers.
+    pub funding_transactions: Vec<String>,
+    /// The payout's transactions (txid, or one hash per XRPL Payment).
+    pub payout_transactions: Vec<String>,
+    /// Whether the payout was sent to the network.
+    pub payout_broadcast: bool,
+    /// Confirmations of the payout once mined (XRPL: validated Payments).
+    pub payout_confirmations: u32,
+}
+
 #[derive(SimpleObject)]
 pub struct SettlementGql {
     pub outcome: PayoutOutcome,
@@ -663,6 +683,49 @@ impl OrderObject {
                 .collect(),
             confirmations: b.confirmations,
         })
+    }
+
+    /// The escrow's standing on its chain.
+    async fn chain_status(&self, ctx: &Context<'_>) -> ChainStatusGql {
+        let tips = &state(ctx).tips;
+        let required = self.0.terms.required_confirmations();
+        match &self.0.escrow {
+            EscrowRecord::Bitcoin(b) => {
+                let tip = tips.bitcoin();
+                let payout = b.payout.as_ref();
+                ChainStatusGql {
+                    chain: "bitcoin".into(),
+                    tip,
+                    funding_confirmations: b.confirmations,
+                    required_confirmations: required,
+                    funding_transactions: {
+                        let mut ids: Vec<String> = b.funding.iter().map(|u| u.txid.to_string()).collect();
+                        ids.dedup();
+                        ids
+                    },
+                    payout_transactions: payout.filter(|p| p.final_tx.is_some()).map(|p| vec![p.txid.to_string()]).unwrap_or_default(),
+                    payout_broadcast: payout.is_some_and(|p| p.broadcast_at.is_some() || p.mined_at.is_some()),
+                    payout_confirmations: payout
+                        .and_then(|p| p.mined_at)
+                        .map_or(0, |m| u32::try_from(tip.saturating_sub(m) + 1).unwrap_or(u32::MAX)),
+                }
+            }
+            EscrowRecord::Xrpl(x) => {
+                let payout = x.payout.as_ref();
+                ChainStatusGql {
+                    chain: "xrpl".into(),
+                    tip: tips.xrpl().max(u64::from(x.ledger_index)),
+                    funding_confirmations: u32::from(x.funded_drops > 0),
+                    required_confirmations: required,
+                    funding_transactions: Vec::new(),
+                    payout_transactions: payout
+                        .map(|p| p.finals.iter().flatten().map(|f| f.hash.clone()).collect())
+                        .unwrap_or_default(),
+                    payout_broadcast: payout.is_some_and(|p| p.complete()),
+                    payout_confirmations: payout.map_or(0, |p| p.validated.len() as u32),
+                }
+            }
+        }
     }
 
     /// Who proposed the pending mutual cancel.
