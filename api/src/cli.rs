@@ -52,6 +52,11 @@ pub enum Command {
     },
     /// Run only the local chains (Bitcoin regtest, XRPL devnet) for development.
     Devnet,
+    /// A minimal development wallet (keys, PSBT and XRPL signing, XRP payments).
+    Wallet {
+        #[command(subcommand)]
+        action: crate::devwallet::WalletAction,
+    },
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Create the first admin, or make an existing account an admin. The password

@@ -19,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(settings).await,
         Command::Migrate { action } => migrate(&settings, action).await,
         Command::Devnet => devnet(settings).await,
+        Command::Wallet { action } => agora_api::devwallet::run(action).await,
         Command::Schema => {
             print!("{}", agora_api::graphql::sdl());
             Ok(())

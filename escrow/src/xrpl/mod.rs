@@ -19,6 +19,7 @@ pub mod multisig;
 pub mod payout;
 pub mod setup;
 pub mod transfer;
+pub mod wallet;
 
 pub use account::{
     KeyAlgorithm, KeyError, SigningKey, XrplAccount, XrplAddress, XrplKeyring, XrplPublicKey,
