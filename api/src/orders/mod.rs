@@ -240,6 +240,8 @@ pub async fn transition(
     }
     order.state = result.state;
     save_and_hint(app, txn, &mut order, now).await?;
+    crate::notifications::on_effects(app, txn, &order, &result.effects, now).await?;
+    crate::reputation::on_order_changed(app, txn, &order, now).await?;
     orders::insert_order_event(
         txn,
         &OrderEventRecord {
