@@ -31,6 +31,7 @@ pub struct Settings {
     pub xrpl: XrplSettings,
     pub devnet: DevnetSettings,
     pub watchers: WatcherSettings,
+    pub notifications: NotificationSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,6 +173,31 @@ pub struct WatcherSettings {
     pub xrpl_rpc_url: Option<String>,
 }
 
+/// E-mail notifications: where they are sent and how the dispatcher retries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    /// `smtp://user:pass@host:port` (plain), `smtp://…?tls=required` (STARTTLS)
+    /// or `smtps://…`. Unset: e-mails are written as files into `<data_dir>/mail/`.
+    pub smtp_url: Option<Secret>,
+    /// The `From:` of every e-mail.
+    pub from: String,
+    /// How often the dispatcher looks for e-mails to send; 0 disables it.
+    pub dispatcher_interval_ms: u64,
+    /// E-mails sent per dispatcher run at most.
+    pub batch_size: u64,
+    /// Attempts before an e-mail is given up (`failed`).
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt; doubles after each further one.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    /// How long a claimed e-mail stays hidden from other dispatchers; if the
+    /// claiming one dies, the e-mail is sent again after this. Must exceed
+    /// `send_timeout_secs`.
+    pub claim_lease_secs: u64,
+    pub send_timeout_secs: u64,
+}
+
 /// A configuration value that must not appear in logs.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -273,6 +299,17 @@ impl Default for Settings {
                 commission_bps: 250,
                 arbitration_fee_fixed_drops: 1_000_000,
                 arbitration_fee_bps: 100,
+            },
+            notifications: NotificationSettings {
+                smtp_url: None,
+                from: "Agora <no-reply@agora.localhost>".into(),
+                dispatcher_interval_ms: 2_000,
+                batch_size: 50,
+                max_attempts: 8,
+                retry_base_secs: 30,
+                retry_max_secs: 3_600,
+                claim_lease_secs: 300,
+                send_timeout_secs: 30,
             },
         }
     }

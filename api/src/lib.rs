@@ -8,6 +8,7 @@ pub mod clock;
 pub mod chains;
 pub mod config;
 pub mod devnet;
+pub mod disputes;
 pub mod devwallet;
 pub mod graphql;
 pub mod http;

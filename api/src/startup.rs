@@ -61,6 +61,7 @@ impl Application {
             tips: Default::default(),
             order_updates: tokio::sync::broadcast::channel(1024).0,
             order_settings: settings.orders.clone(),
+            notifications: crate::notifications::Notifications::from_settings(&settings)?,
             refresh_ttl: chrono::Duration::seconds(
                 i64::try_from(settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
             ),
@@ -79,6 +80,7 @@ impl Application {
             state.clone(),
             Duration::from_secs(settings.orders.scheduler_interval_secs.max(1)),
         );
+        crate::notifications::dispatcher::spawn(state.clone());
         let schema = crate::graphql::build(state.clone(), &settings.graphql, settings.introspection());
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;

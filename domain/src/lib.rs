@@ -8,4 +8,5 @@ pub mod escrow;
 pub mod listing;
 pub mod money;
 pub mod order;
+pub mod reputation;
 pub mod text;

@@ -7,6 +7,9 @@ mod m20261121_000001_create_accounts;
 mod m20261121_000002_create_listings;
 mod m20261121_000003_create_orders;
 mod m20261121_000004_create_chain_cursors;
+mod m20261121_000005_create_notifications;
+mod m20261121_000006_create_disputes;
+mod m20261121_000007_create_reviews;
 
 pub struct Migrator;
 
@@ -18,6 +21,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_create_listings::Migration),
             Box::new(m20261121_000003_create_orders::Migration),
             Box::new(m20261121_000004_create_chain_cursors::Migration),
+            Box::new(m20261121_000005_create_notifications::Migration),
+            Box::new(m20261121_000006_create_disputes::Migration),
+            Box::new(m20261121_000007_create_reviews::Migration),
         ]
     }
 }

@@ -4,9 +4,12 @@
 pub mod accounts;
 pub mod chain;
 pub mod db;
+pub mod disputes;
 pub mod entities;
 pub mod error;
 pub mod listings;
+pub mod notifications;
 pub mod orders;
+pub mod reviews;
 
 pub use error::StoreError;

@@ -35,6 +35,8 @@ pub struct AppState {
     /// Hints that an order changed (see `graphql::subscription`).
     pub order_updates: tokio::sync::broadcast::Sender<Uuid>,
     pub order_settings: OrderSettings,
+    /// The e-mail transport and dispatcher settings, and `myNotifications` hints.
+    pub notifications: crate::notifications::Notifications,
 }
 
 /// The authenticated caller, loaded at most once per request.

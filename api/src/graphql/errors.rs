@@ -134,6 +134,10 @@ impl From<StoreError> for ApiError {
                 ApiError::Conflict("the record was changed by someone else; reload and retry".into())
             }
             StoreError::NotFound => ApiError::NotFound("not found".into()),
+            StoreError::Busy => ApiError::conflict(
+                "CONCURRENT_UPDATE",
+                "another change was being written at the same moment; retry",
+            ),
             StoreError::Duplicate => ApiError::Conflict("already exists".into()),
             other => ApiError::internal(other),
         }

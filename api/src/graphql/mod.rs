@@ -2,12 +2,15 @@
 
 pub mod account;
 pub mod context;
+pub mod dispute;
 pub mod errors;
 pub mod listing;
 pub mod loaders;
 pub mod node;
+pub mod notification;
 pub mod order;
 pub mod provider;
+pub mod reputation;
 pub mod scalars;
 pub mod subscription;
 
@@ -22,10 +25,13 @@ use self::account::{AccountMutation, AccountQuery, UserObject};
 use self::context::AppState;
 use self::errors::ApiResult;
 use self::listing::{ListingMutation, ListingObject, ListingQuery};
+use self::dispute::{DisputeMutation, DisputeObject, DisputeQuery};
 use self::order::{OrderMutation, OrderObject, OrderQuery};
 use self::loaders::{ArbitratorSignaturesLoader, ListingLoader, OrderEventsLoader, ProviderLoader};
 use self::node::NodeType;
+use self::notification::{NotificationMutation, NotificationQuery};
 use self::provider::{ProviderMutation, ProviderObject, ProviderQuery};
+use self::reputation::{ReputationMutation, ReputationQuery};
 use crate::config::GraphqlSettings;
 
 /// Anything with a global id.
@@ -36,6 +42,7 @@ pub enum Node {
     Provider(ProviderObject),
     Listing(ListingObject),
     Order(OrderObject),
+    Dispute(DisputeObject),
 }
 
 #[derive(Default)]
@@ -72,14 +79,15 @@ async fn load_node(ctx: &Context<'_>, id: &ID) -> ApiResult<Option<Node>> {
         NodeType::Provider => ProviderObject::load(ctx, uuid).await?.map(Node::Provider),
         NodeType::Listing => listing::load_listing_node(ctx, uuid).await?.map(Node::Listing),
         NodeType::Order => order::load_order_node(ctx, uuid).await?.map(Node::Order),
+        NodeType::Dispute => dispute::load_dispute_node(ctx, uuid).await?.map(Node::Dispute),
     })
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(NodeQuery, AccountQuery, ProviderQuery, ListingQuery, OrderQuery);
+pub struct Query(NodeQuery, AccountQuery, ProviderQuery, ListingQuery, OrderQuery, DisputeQuery, NotificationQuery, ReputationQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountMutation, ProviderMutation, ListingMutation, OrderMutation);
+pub struct Mutation(AccountMutation, ProviderMutation, ListingMutation, OrderMutation, DisputeMutation, NotificationMutation, ReputationMutation);
 
 pub type AgoraSchema = Schema<Query, Mutation, Subscription>;
 

@@ -12,10 +12,17 @@ pub enum NodeType {
     Provider,
     Listing,
     Order,
+    Dispute,
 }
 
 impl NodeType {
-    const ALL: [NodeType; 4] = [NodeType::User, NodeType::Provider, NodeType::Listing, NodeType::Order];
+    const ALL: [NodeType; 5] = [
+        NodeType::User,
+        NodeType::Provider,
+        NodeType::Listing,
+        NodeType::Order,
+        NodeType::Dispute,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -23,6 +30,7 @@ impl NodeType {
             NodeType::Provider => "Provider",
             NodeType::Listing => "Listing",
             NodeType::Order => "Order",
+            NodeType::Dispute => "Dispute",
         }
     }
 }

@@ -13,6 +13,7 @@ use super::context::{now, state, viewer};
 use super::errors::{ApiError, ApiResult};
 use super::listing::{listing_connection, ListingConnection, ListingOrderBy};
 use super::loaders::ProviderLoader;
+use super::reputation::{provider_reputation, reviews_of_provider, ProviderReputation, ReviewConnection};
 use super::node::{expect, global_id, NodeType};
 
 pub struct ProviderObject(pub ProviderRecord);
@@ -26,12 +27,14 @@ impl ProviderObject {
     }
 }
 
-/// A provider's reputation. The score is filled by the reputation module; until
-/// a provider has reviews it is 0 with a count of 0.
+/// A provider's stored score (see `Provider.reputation` for how it is made),
+/// updated on every review and settlement. 0 with a count of 0 until the
+/// provider has any input.
 #[derive(SimpleObject)]
 pub struct ProviderRating {
-    /// Stars, 0.0–5.0.
+    /// Stars, 0.0–5.0, to the thousandth.
     pub score: f64,
+    /// Reviews counted.
     pub count: i32,
 }
 
@@ -66,6 +69,19 @@ impl ProviderObject {
 
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+
+    /// The score behind `rating`, computed now, with the formula's constants
+    /// and every input (reviews and dispute faults) so it can be explained.
+    #[graphql(complexity = 20)]
+    async fn reputation(&self, ctx: &Context<'_>) -> ApiResult<ProviderReputation> {
+        provider_reputation(ctx, self.0.user_id).await
+    }
+
+    /// Reviews by the provider's buyers, newest first.
+    #[graphql(complexity = "super::listing::page_complexity(first, None, child_complexity)")]
+    async fn reviews(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<ReviewConnection> {
+        reviews_of_provider(ctx, self.0.user_id, first, after).await
     }
 
     /// The provider's active listings.

@@ -72,4 +72,9 @@ impl Subscription {
             },
         ))
     }
+
+    /// Your new notifications, as they happen (see `myNotifications` for the past ones).
+    async fn my_notifications(&self, ctx: &Context<'_>) -> async_graphql::Result<impl Stream<Item = super::notification::NotificationObject>> {
+        super::notification::follow_my_notifications(ctx).await
+    }
 }

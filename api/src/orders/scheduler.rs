@@ -88,8 +88,12 @@ pub fn spawn(app: Arc<AppState>, interval: Duration) {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            if let Err(e) = sweep(&app, app.clock.now()).await {
+            let now = app.clock.now();
+            if let Err(e) = sweep(&app, now).await {
                 tracing::warn!(error = ?e, "deadline sweep failed");
+            }
+            if let Err(e) = crate::disputes::sweep(&app, now).await {
+                tracing::warn!(error = ?e, "dispute deadline sweep failed");
             }
         }
     });

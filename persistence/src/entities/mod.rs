@@ -3,12 +3,18 @@
 
 pub mod arbitrator_signatures;
 pub mod chain_blocks;
+pub mod dispute_statements;
+pub mod disputes;
 pub mod escrow_keys;
 pub mod listing_tags;
 pub mod listings;
+pub mod notification_preferences;
+pub mod notifications;
 pub mod order_events;
+pub mod order_outcomes;
 pub mod orders;
 pub mod providers;
 pub mod refresh_tokens;
+pub mod reviews;
 pub mod user_roles;
 pub mod users;

@@ -1,0 +1,138 @@
+//! The e-mail transports: SMTP (`lettre`), or files in `<data_dir>/mail/`
+//! for development when no SMTP server is configured.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::NotificationSettings;
+
+pub enum MailTransport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// One `.eml` file per e-mail.
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// Why an e-mail was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Worth retrying: the server is down, busy or timed out.
+    Temporary(String),
+    /// Retrying cannot help: a bad address, a 5xx refusal.
+    Permanent(String),
+}
+
+impl SendError {
+    pub fn message(&self) -> &str {
+        match self {
+            SendError::Temporary(m) | SendError::Permanent(m) => m,
+        }
+    }
+}
+
+impl MailTransport {
+    pub fn from_settings(cfg: &NotificationSettings, data_dir: &Path) -> anyhow::Result<Self> {
+        match cfg.smtp_url.as_ref().filter(|u| !u.expose().trim().is_empty()) {
+            Some(url) => {
+                // The URL carries the password: errors name the setting, never the value.
+                let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose().trim())
+                    .map_err(|_| anyhow::anyhow!("notifications.smtp_url is not a usable smtp:// or smtps:// URL"))?;
+                Ok(MailTransport::Smtp(
+                    builder
+                        .timeout(Some(Duration::from_secs(cfg.send_timeout_secs.max(1))))
+                        .build(),
+                ))
+            }
+            None => {
+                let dir = data_dir.join("mail");
+                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                tracing::info!(mail.dir = %dir.display(), "no SMTP server configured: e-mails are written as files");
+                Ok(MailTransport::File(AsyncFileTransport::new(dir)))
+            }
+        }
+    }
+
+    pub async fn send(&self, message: Message) -> Result<(), SendError> {
+        match self {
+            MailTransport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| {
+                if e.is_permanent() {
+                    SendError::Permanent(e.to_string())
+                } else {
+                    SendError::Temporary(e.to_string())
+                }
+            }),
+            MailTransport::File(file) => file
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError::Temporary(e.to_string())),
+        }
+    }
+}
+
+/// A plain-text e-mail with the given Message-ID.
+pub fn build_message(from: &Mailbox, to: &str, subject: &str, body: &str, message_id: &str) -> Result<Message, SendError> {
+    let to: Mailbox = to
+        .parse()
+        .map_err(|e| SendError::Permanent(format!("the recipient's address is not usable: {e}")))?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(subject)
+        .message_id(Some(message_id.to_owned()))
+        .header(ContentType::TEXT_PLAIN)
+        .body(body.to_owned())
+        .map_err(|e| SendError::Permanent(format!("the e-mail cannot be built: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_carries_the_given_message_id_and_recipient() {
+        let from: Mailbox = "Agora <no-reply@agora.localhost>".parse().unwrap();
+        let message = build_message(&from, "buyer@example.org", "Order 1 funded", "Body", "<abc@agora>").unwrap();
+        let raw = String::from_utf8(message.formatted()).unwrap();
+        assert!(raw.contains("Message-ID: <abc@agora>"), "{raw}");
+        assert!(raw.contains("To: buyer@example.org"), "{raw}");
+        assert!(raw.contains("Subject: Order 1 funded"), "{raw}");
+    }
+
+    #[test]
+    fn an_unusable_address_is_a_permanent_failure() {
+        let from: Mailbox = "no-reply@agora.localhost".parse().unwrap();
+        assert!(matches!(
+            build_message(&from, "not an address", "s", "b", "<x@agora>"),
+            Err(SendError::Permanent(_))
+        ));
+    }
+
+    #[test]
+    fn plain_starttls_and_tls_smtp_urls_are_accepted() {
+        let mut cfg = crate::config::Settings::default().notifications;
+        for url in [
+            "smtp://127.0.0.1:2525",
+            "smtp://user:pass@mail.example.org:587?tls=required",
+            "smtps://user:pass@mail.example.org",
+        ] {
+            cfg.smtp_url = Some(crate::config::Secret::new(url));
+            assert!(matches!(
+                MailTransport::from_settings(&cfg, Path::new("/nonexistent")),
+                Ok(MailTransport::Smtp(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_bad_smtp_url_is_refused_without_echoing_it() {
+        let mut cfg = crate::config::Settings::default().notifications;
+        cfg.smtp_url = Some(crate::config::Secret::new("ftp://user:hunter2@host"));
+        let err = MailTransport::from_settings(&cfg, Path::new("/nonexistent")).err().unwrap();
+        assert!(!format!("{err:#}").contains("hunter2"));
+    }
+}
