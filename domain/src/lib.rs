@@ -6,6 +6,7 @@ pub mod account;
 pub mod clock;
 pub mod escrow;
 pub mod listing;
+pub mod metering;
 pub mod money;
 pub mod order;
 pub mod reputation;

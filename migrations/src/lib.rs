@@ -10,6 +10,7 @@ mod m20261121_000004_create_chain_cursors;
 mod m20261121_000005_create_notifications;
 mod m20261121_000006_create_disputes;
 mod m20261121_000007_create_reviews;
+mod m20261121_000008_create_metering;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000005_create_notifications::Migration),
             Box::new(m20261121_000006_create_disputes::Migration),
             Box::new(m20261121_000007_create_reviews::Migration),
+            Box::new(m20261121_000008_create_metering::Migration),
         ]
     }
 }

@@ -150,3 +150,16 @@ pub async fn assign_order_arbitrator<C: ConnectionTrait>(db: &C, order_id: Uuid,
         .await?;
     Ok(())
 }
+
+/// Every dispute `arbitrator_id` decides or decided (including appealed ones).
+pub async fn cases_of_arbitrator<C: ConnectionTrait>(db: &C, arbitrator_id: Uuid) -> Result<Vec<DisputeRecord>, StoreError> {
+    Ok(disputes::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(disputes::Column::ArbitratorId.eq(arbitrator_id))
+                .add(disputes::Column::FirstArbitratorId.eq(arbitrator_id)),
+        )
+        .order_by_asc(disputes::Column::Id)
+        .all(db)
+        .await?)
+}

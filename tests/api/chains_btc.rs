@@ -17,7 +17,7 @@ use agora_tests::{Backend, TestApp};
 use bitcoin::{Address, OutPoint};
 use serde_json::{json, Value};
 
-use crate::orders_btc::{action, get_order, order_uuid, parties, place, submit, Parties};
+use crate::orders_btc::{action, get_order, parties, place, submit, Parties};
 
 /// Short windows so the timelock is a few dozen blocks: 4 h of deadlines at 8
 /// minutes a block plus a 6-block margin.

@@ -511,7 +511,24 @@ async fn new_notifications_are_pushed_to_their_owner(app: TestApp) {
     assert!(next(&mut nosy, 2).await.is_none(), "an outsider is told nothing");
 }
 
+async fn a_placed_order_tells_the_buyer_how_to_fund_it_and_the_provider_to_wait(app: TestApp) {
+    let p = parties(&app, json!({})).await;
+    let order = place(&app, &p).await;
+    let placed = |all: Vec<NotificationRecord>| all.into_iter().filter(|n| n.kind == "ORDER_PLACED").collect::<Vec<_>>();
+    // Written by `placeOrder` in the order's own transaction.
+    let buyer = placed(notifications_of(&app, &p.buyer).await);
+    assert_eq!(buyer.len(), 1);
+    assert!(buyer[0].subject.ends_with("placed: fund the escrow"), "{}", buyer[0].subject);
+    let address = order["bitcoinEscrow"]["address"].as_str().unwrap();
+    assert!(buyer[0].body.contains(address), "{}", buyer[0].body);
+    assert!(buyer[0].body.contains(&order_uuid(&order).to_string()));
+    let provider = placed(notifications_of(&app, &p.provider).await);
+    assert_eq!(provider.len(), 1);
+    assert!(provider[0].subject.starts_with("New order"), "{}", provider[0].subject);
+}
+
 on_both_backends!(
     my_notifications_lists_them_for_their_owner_only,
+    a_placed_order_tells_the_buyer_how_to_fund_it_and_the_provider_to_wait,
     new_notifications_are_pushed_to_their_owner,
 );

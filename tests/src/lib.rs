@@ -116,6 +116,8 @@ impl TestApp {
         settings.devnet.enabled = Some(false);
         settings.watchers.enabled = false;
         settings.orders.scheduler_interval_secs = 24 * 3600;
+        // Tests dispatch e-mail themselves (`notifications::dispatch_once`).
+        settings.notifications.dispatcher_interval_ms = 0;
         tweak(&mut settings);
         let data_dir = settings.data_dir.clone();
         let clock = Arc::new(AdjustableClock::default());

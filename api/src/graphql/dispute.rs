@@ -253,12 +253,78 @@ impl DisputeQuery {
         }
     }
 
+    /// Any arbitrator's public track record.
+    async fn arbitrator_record(&self, ctx: &Context<'_>, user_id: ID) -> ApiResult<ArbitratorRecordGql> {
+        let id = expect(NodeType::User, &user_id, "userId")?;
+        let disputes = store::cases_of_arbitrator(&state(ctx).db, id).await?;
+        let r = agora_domain::reputation::arbitrator_record(&arbitrated_cases(id, &disputes));
+        Ok(ArbitratorRecordGql {
+            cases_assigned: r.cases_assigned,
+            cases_decided: r.cases_decided,
+            median_seconds_to_decision: r.median_time_to_decision.map(|d| d.num_seconds()),
+            appeals: r.appeals,
+            appeals_decided: r.appeals_decided,
+            appeals_overturned: r.appeals_overturned,
+        })
+    }
+
     /// Arbitrators: the cases assigned to you that are not final, most urgent first.
     async fn arbitrator_queue(&self, ctx: &Context<'_>) -> ApiResult<Vec<DisputeObject>> {
         let v = viewer(ctx).await?;
         v.require(agora_domain::account::Role::Arbitrator)?;
         Ok(store::queue_of(&state(ctx).db, v.user_id).await?.into_iter().map(DisputeObject).collect())
     }
+}
+
+/// An arbitrator's track record, computed from its cases.
+#[derive(SimpleObject)]
+pub struct ArbitratorRecordGql {
+    pub cases_assigned: u32,
+    pub cases_decided: u32,
+    /// Median time from assignment to decision, in seconds.
+    pub median_seconds_to_decision: Option<i64>,
+    pub appeals: u32,
+    pub appeals_decided: u32,
+    /// Appealed decisions the second arbitrator changed.
+    pub appeals_overturned: u32,
+}
+
+/// The cases of `arbitrator` as the reputation rules count them: a first
+/// decision carries its appeal; an appeal is the second arbitrator's own case.
+fn arbitrated_cases(arbitrator: uuid::Uuid, disputes: &[DisputeRecord]) -> Vec<agora_domain::reputation::ArbitratedCase> {
+    use agora_domain::money::BasisPoints;
+    use agora_domain::reputation::{AppealFacts, ArbitratedCase, CaseDecision};
+    let bps = |v: Option<i32>| v.and_then(|b| BasisPoints::new(i64::from(b)).ok());
+    disputes
+        .iter()
+        .filter_map(|d| {
+            if d.first_arbitrator_id == Some(arbitrator) {
+                Some(ArbitratedCase {
+                    case_id: d.id,
+                    assigned_at: d.opened_at,
+                    decision: d.first_decided_at.zip(bps(d.first_decision_bps)).map(|(decided_at, provider_bps)| CaseDecision {
+                        decided_at,
+                        provider_bps,
+                    }),
+                    appeal: Some(AppealFacts {
+                        final_provider_bps: if d.status == "final" { bps(d.decision_bps) } else { None },
+                    }),
+                })
+            } else if d.arbitrator_id == Some(arbitrator) {
+                Some(ArbitratedCase {
+                    case_id: d.id,
+                    assigned_at: if d.round == 2 { d.appealed_at.unwrap_or(d.opened_at) } else { d.opened_at },
+                    decision: d.decided_at.zip(bps(d.decision_bps)).map(|(decided_at, provider_bps)| CaseDecision {
+                        decided_at,
+                        provider_bps,
+                    }),
+                    appeal: None,
+                })
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 #[derive(Default)]

@@ -77,4 +77,33 @@ impl Subscription {
     async fn my_notifications(&self, ctx: &Context<'_>) -> async_graphql::Result<impl Stream<Item = super::notification::NotificationObject>> {
         super::notification::follow_my_notifications(ctx).await
     }
+
+    /// One of your disputes (party or arbitrator): now, and after every change.
+    async fn dispute_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = super::dispute::DisputeObject>> {
+        let v = viewer(ctx).await?;
+        let dispute_id = expect(NodeType::Dispute, &id, "id")?;
+        let app = state(ctx).clone();
+        let (first, _) = crate::disputes::load_for(&app.db, &v, dispute_id).await?;
+        Ok(stream::unfold((app, v, Some(first), -1i32), move |(app, v, first, mut seen)| async move {
+            if let Some(d) = first {
+                let version = d.version;
+                return Some((super::dispute::DisputeObject(d), (app, v, None, version)));
+            }
+            loop {
+                tokio::time::sleep(POLL).await;
+                match crate::disputes::load_for(&app.db, &v, dispute_id).await {
+                    Ok((d, _)) if d.version > seen => {
+                        seen = d.version;
+                        return Some((super::dispute::DisputeObject(d), (app, v, None, seen)));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+        }))
+    }
 }

@@ -62,6 +62,14 @@ pub enum EscrowEvent {
     /// or the other party declines); the escrow returns to where it was.
     DeclineCancel,
     OpenDispute,
+    /// The provider settles a metered session with the buyer's latest valid
+    /// claim (`latest_claim`, validated by the caller): `claimed` (gross) goes
+    /// to the provider, which may not exceed the latest claim nor the deposit.
+    SettleClaim {
+        claimed: Amount,
+        latest_claim: Amount,
+        service_cosigns: bool,
+    },
     /// The arbitrator's decision on an open dispute.
     Decide {
         provider_bps: BasisPoints,
@@ -106,7 +114,7 @@ impl EscrowEvent {
     /// restricted to the party that did not propose.
     pub const fn allowed_actors(&self) -> &'static [Actor] {
         match self {
-            EscrowEvent::MarkDelivered => PROVIDER,
+            EscrowEvent::MarkDelivered | EscrowEvent::SettleClaim { .. } => PROVIDER,
             EscrowEvent::ReleaseFunds | EscrowEvent::RequestRefund => BUYER,
             EscrowEvent::ProposeCancel
             | EscrowEvent::AcceptCancel
@@ -136,6 +144,7 @@ impl EscrowEvent {
             EscrowEvent::DeclineCancel => "DeclineCancel",
             EscrowEvent::OpenDispute => "OpenDispute",
             EscrowEvent::Decide { .. } => "Decide",
+            EscrowEvent::SettleClaim { .. } => "SettleClaim",
             EscrowEvent::FundingDeadlinePassed => "FundingDeadlinePassed",
             EscrowEvent::DeliveryDeadlinePassed => "DeliveryDeadlinePassed",
             EscrowEvent::ReviewWindowElapsed => "ReviewWindowElapsed",
@@ -275,6 +284,8 @@ pub enum EscrowError {
     AlreadySettled,
     #[error("funding in {got} for an escrow in {expected}")]
     AssetMismatch { expected: Asset, got: Asset },
+    #[error("a settlement of {claimed} exceeds {limit} (the latest claim or the deposit)")]
+    ClaimAboveLimit { claimed: Amount, limit: Amount },
 }
 
 /// How the API should classify an error.
@@ -298,7 +309,8 @@ impl EscrowError {
             EscrowError::WrongState { .. }
             | EscrowError::DeadlinePassed { .. }
             | EscrowError::DeadlineNotReached { .. }
-            | EscrowError::AlreadySettled => ErrorKind::Conflict,
+            | EscrowError::AlreadySettled
+            | EscrowError::ClaimAboveLimit { .. } => ErrorKind::Conflict,
             EscrowError::AssetMismatch { .. } => ErrorKind::Internal,
         }
     }
@@ -501,6 +513,44 @@ fn step(
                 ],
             })
         }
+
+        EscrowEvent::SettleClaim {
+            claimed,
+            latest_claim,
+            service_cosigns,
+        } => match state {
+            S::Funded { funding } | S::Delivered { funding, .. } => {
+                let due = ctx.terms.amount_due;
+                for other in [latest_claim, &due, &funding.amount] {
+                    if other.asset() != claimed.asset() {
+                        return Err(EscrowError::AssetMismatch {
+                            expected: other.asset(),
+                            got: claimed.asset(),
+                        });
+                    }
+                }
+                // The deposit (amount due) bounds every claim; the network fee
+                // is checked when the payout is built (`claim_split`).
+                let limit = if latest_claim.minor() <= due.minor() { *latest_claim } else { due };
+                if claimed.minor() > limit.minor() || claimed.minor() == 0 {
+                    return Err(EscrowError::ClaimAboveLimit {
+                        claimed: *claimed,
+                        limit,
+                    });
+                }
+                Ok(pay_out(
+                    funding,
+                    PayoutBasis::ClaimSettled {
+                        claimed: *claimed,
+                        latest_claim: *latest_claim,
+                        service_cosigns: *service_cosigns,
+                        at: now,
+                    },
+                    ctx,
+                ))
+            }
+            _ => Err(wrong_state()),
+        },
 
         EscrowEvent::Decide { provider_bps } => match state {
             S::Disputed { funding, .. } => {
@@ -885,13 +935,18 @@ fn pay_out(funding: &Funding, basis: PayoutBasis, ctx: &Context) -> Transition {
         PayoutBasis::LateFunds => funding.amount,
         _ => terms.amount_due,
     };
-    let plan = PayoutPlan::new(
-        outcome,
-        funding.amount,
-        amount_due,
-        terms.fees.commission_bps,
-        arbitration_fee,
-    );
+    let plan = match basis {
+        PayoutBasis::ClaimSettled { claimed, .. } => {
+            PayoutPlan::claim(outcome, funding.amount, claimed, terms.fees.commission_bps)
+        }
+        _ => PayoutPlan::new(
+            outcome,
+            funding.amount,
+            amount_due,
+            terms.fees.commission_bps,
+            arbitration_fee,
+        ),
+    };
     let state = EscrowState::PayingOut {
         funding: *funding,
         payout: Payout {

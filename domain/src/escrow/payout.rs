@@ -57,6 +57,41 @@ impl PayoutBreakdown {
 pub enum PayoutError {
     #[error("the network fee ({fee}) is not below the funded amount ({funded})")]
     FeeExceedsFunds { funded: u64, fee: u64 },
+    #[error("a claim of {claimed} plus the network fee ({fee}) exceeds the funded amount ({funded})")]
+    ClaimExceedsFunds { funded: u64, claimed: u64, fee: u64 },
+}
+
+/// Divides `funded` for a metered claim of `claimed` (the provider's gross,
+/// the cumulative usage the buyer signed for). Order of deductions:
+/// 1. the provider's gross is exactly `claimed`;
+/// 2. the marketplace commission `floor(claimed × commission_bps / 10 000)` is
+///    taken from it (rounding favours the provider by less than one unit);
+/// 3. the network fee is paid from the buyer's remainder: the buyer gets
+///    `funded − claimed − network_fee` (so over-funding also returns to the buyer).
+///
+/// `claimed + network_fee ≤ funded` is required; `total() == funded` always holds.
+pub fn claim_split(
+    funded: u64,
+    claimed: u64,
+    network_fee: u64,
+    commission_bps: BasisPoints,
+) -> Result<PayoutBreakdown, PayoutError> {
+    let spent = claimed
+        .checked_add(network_fee)
+        .filter(|spent| *spent <= funded)
+        .ok_or(PayoutError::ClaimExceedsFunds {
+            funded,
+            claimed,
+            fee: network_fee,
+        })?;
+    let commission = mul_bps_floor(claimed, commission_bps);
+    Ok(PayoutBreakdown {
+        provider: claimed - commission,
+        buyer: funded - spent,
+        commission,
+        arbitration_fee: 0,
+        network_fee,
+    })
 }
 
 /// Divides `funded` minor units according to `terms`, after `network_fee`.
@@ -163,7 +198,35 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_claim_pays_the_provider_net_of_commission_and_the_buyer_pays_the_fee() {
+        let b = claim_split(100_000, 40_000, 1_000, bps(250)).unwrap();
+        assert_eq!((b.provider, b.commission, b.buyer, b.network_fee), (39_000, 1_000, 59_000, 1_000));
+        assert_eq!(b.total(), 100_000);
+        assert_eq!(
+            claim_split(100_000, 99_500, 1_000, bps(250)),
+            Err(PayoutError::ClaimExceedsFunds { funded: 100_000, claimed: 99_500, fee: 1_000 })
+        );
+    }
+
     proptest! {
+        #[test]
+        fn a_claim_spends_exactly_what_was_funded_and_pays_at_most_the_claim(
+            funded in 1u64..=2_100_000_000_000_000,
+            claimed in 0u64..=2_100_000_000_000_000,
+            fee in 0u64..100_000,
+            commission_bps in 0i64..=10_000,
+        ) {
+            match claim_split(funded, claimed, fee, bps(commission_bps)) {
+                Ok(b) => {
+                    prop_assert_eq!(b.total(), funded);
+                    prop_assert_eq!(b.provider + b.commission, claimed);
+                    prop_assert!(claimed + fee <= funded);
+                }
+                Err(_) => prop_assert!(claimed + fee > funded),
+            }
+        }
+
         #[test]
         fn a_payout_spends_exactly_what_was_funded(
             funded in 1u64..=2_100_000_000_000_000,

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::payout::{split, PayoutBreakdown, PayoutError, PayoutTerms};
+use super::payout::{claim_split, split, PayoutBreakdown, PayoutError, PayoutTerms};
 use super::state::Outcome;
 use crate::money::{Amount, BasisPoints};
 
@@ -42,6 +42,10 @@ pub struct PayoutPlan {
     funded: Amount,
     excess_to_buyer: u64,
     terms: PayoutTerms,
+    /// A metered settlement: the provider's gross is exactly this claim
+    /// (see [`claim_split`]) instead of a share of the pool.
+    #[serde(default)]
+    claim: Option<u64>,
 }
 
 impl PayoutPlan {
@@ -63,7 +67,29 @@ impl PayoutPlan {
                 commission_bps,
                 arbitration_fee,
             },
+            claim: None,
         }
+    }
+
+    /// A plan paying the provider exactly `claimed` (gross, before commission)
+    /// from `funded`, the rest to the buyer after the network fee.
+    pub(crate) fn claim(outcome: Outcome, funded: Amount, claimed: Amount, commission_bps: BasisPoints) -> Self {
+        Self {
+            outcome,
+            funded,
+            excess_to_buyer: 0,
+            terms: PayoutTerms {
+                provider_bps: outcome.provider_bps(),
+                commission_bps,
+                arbitration_fee: 0,
+            },
+            claim: Some(claimed.minor()),
+        }
+    }
+
+    /// The provider's gross of a metered settlement, if this is one.
+    pub const fn claimed(&self) -> Option<u64> {
+        self.claim
     }
 
     pub const fn outcome(&self) -> Outcome {
@@ -87,6 +113,9 @@ impl PayoutPlan {
     /// The exact amounts, once the chain adapter knows the network fee.
     /// `total() == funded` always holds.
     pub fn breakdown(&self, network_fee: u64) -> Result<PayoutBreakdown, PayoutError> {
+        if let Some(claimed) = self.claim {
+            return claim_split(self.funded.minor(), claimed, network_fee, self.terms.commission_bps);
+        }
         // `min` keeps the invariant even for a plan deserialized from bad data.
         let excess = self.excess_to_buyer.min(self.funded.minor());
         let mut breakdown = split(self.funded.minor() - excess, network_fee, &self.terms)?;

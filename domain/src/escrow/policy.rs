@@ -6,7 +6,9 @@
 //! - the review window passed after a delivery, without a dispute → release;
 //! - the delivery deadline passed without a delivery → refund (this also
 //!   covers funds that reached an expired order: nothing was delivered);
-//! - a recorded arbitration decision → exactly that split.
+//! - a recorded arbitration decision → exactly that split;
+//! - a provider's settlement that pays at most the buyer's latest valid claim,
+//!   when the provider asked the marketplace to complete it.
 //!
 //! Everything else is refused with a reason. In particular a buyer's release
 //! is signed by buyer and provider; the arbitrator key is not needed.
@@ -27,6 +29,9 @@ pub enum SigningRule {
     ReviewWindowPassed,
     DeliveryDeadlinePassed,
     ArbitrationDecision { provider_bps: BasisPoints },
+    /// The provider's settlement of a metered session, paying `claimed`
+    /// (gross) — at most the buyer's latest valid claim.
+    LatestClaim { claimed: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +53,10 @@ pub enum PolicyError {
     },
     #[error("a cancel needs both parties")]
     NotMutual,
+    #[error("the provider completes this settlement with its own key")]
+    ProviderSigns,
+    #[error("the settlement pays {claimed}, more than the buyer's latest claim ({latest})")]
+    AboveLatestClaim { claimed: u64, latest: u64 },
 }
 
 /// Whether the arbitrator key may co-sign a payout of `outcome` for an escrow
@@ -111,6 +120,27 @@ pub fn may_arbitrator_sign(
         }
         PayoutBasis::ArbitrationDecision { provider_bps, .. } => {
             Ok(SigningRule::ArbitrationDecision { provider_bps })
+        }
+        PayoutBasis::ClaimSettled {
+            claimed,
+            latest_claim,
+            service_cosigns,
+            ..
+        } => {
+            if !service_cosigns {
+                return Err(PolicyError::ProviderSigns);
+            }
+            // The plan must pay exactly the settled amount, and that amount
+            // at most the latest claim and the deposit.
+            let paid = payout.plan.claimed().unwrap_or(u64::MAX);
+            let latest = latest_claim.minor().min(ctx.terms.amount_due.minor());
+            if paid != claimed.minor() || paid > latest {
+                return Err(PolicyError::AboveLatestClaim {
+                    claimed: paid,
+                    latest,
+                });
+            }
+            Ok(SigningRule::LatestClaim { claimed: paid })
         }
     }
 }

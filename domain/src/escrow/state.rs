@@ -146,6 +146,17 @@ pub enum PayoutBasis {
     },
     /// Funds arrived after the order expired; they go back to the buyer.
     LateFunds,
+    /// The provider settles a metered session with the buyer's latest valid
+    /// claim: `claimed` (gross) to the provider, the rest back to the buyer.
+    /// `latest_claim` is the cumulative amount of the buyer's latest claim the
+    /// service validated; `service_cosigns` when the provider asked the
+    /// marketplace key to complete it instead of signing itself.
+    ClaimSettled {
+        claimed: Amount,
+        latest_claim: Amount,
+        service_cosigns: bool,
+        at: DateTime<Utc>,
+    },
 }
 
 impl PayoutBasis {
@@ -153,9 +164,11 @@ impl PayoutBasis {
     /// its basis, so the two cannot disagree.
     pub const fn outcome(self) -> Outcome {
         match self {
-            PayoutBasis::BuyerReleased { .. } | PayoutBasis::ReviewWindowPassed { .. } => {
-                Outcome::Release
-            }
+            // A metered settlement pays what was consumed; the unused deposit
+            // returns to the buyer in the same transaction (see the plan).
+            PayoutBasis::BuyerReleased { .. }
+            | PayoutBasis::ReviewWindowPassed { .. }
+            | PayoutBasis::ClaimSettled { .. } => Outcome::Release,
             PayoutBasis::DeliveryDeadlinePassed
             | PayoutBasis::MutualCancel { .. }
             | PayoutBasis::LateFunds => Outcome::Refund,

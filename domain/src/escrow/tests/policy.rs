@@ -195,3 +195,66 @@ fn a_corrupt_plan_that_disagrees_with_its_basis_is_refused() {
         Err(PolicyError::OutcomeMismatch { .. })
     ));
 }
+
+#[test]
+fn a_provider_settlement_of_at_most_the_latest_claim_may_be_cosigned() {
+    let settle = |claimed: u64, latest: u64, service_cosigns: bool| {
+        let t = terms();
+        EscrowState::PayingOut {
+            funding: funding(),
+            payout: Payout {
+                basis: PayoutBasis::ClaimSettled {
+                    claimed: sats(claimed),
+                    latest_claim: sats(latest),
+                    service_cosigns,
+                    at: hours(50),
+                },
+                plan: crate::escrow::plan::PayoutPlan::claim(
+                    Outcome::Release,
+                    sats(DUE),
+                    sats(claimed),
+                    t.fees.commission_bps,
+                ),
+                prepared_at: hours(50),
+                txid: None,
+            },
+        }
+    };
+    assert_eq!(
+        check(&settle(1_000, 2_000, true), Outcome::Release, 50),
+        Ok(SigningRule::LatestClaim { claimed: 1_000 })
+    );
+    assert_eq!(
+        check(&settle(2_000, 2_000, true), Outcome::Release, 50),
+        Ok(SigningRule::LatestClaim { claimed: 2_000 })
+    );
+    assert_eq!(
+        check(&settle(2_001, 2_000, true), Outcome::Release, 50),
+        Err(PolicyError::AboveLatestClaim { claimed: 2_001, latest: 2_000 })
+    );
+    assert_eq!(
+        check(&settle(1_000, 2_000, false), Outcome::Release, 50),
+        Err(PolicyError::ProviderSigns)
+    );
+    assert!(check(&settle(1_000, 2_000, true), Outcome::Refund, 50).is_err());
+}
+
+#[test]
+fn a_claim_plan_that_pays_more_than_the_basis_says_is_refused() {
+    let t = terms();
+    let state = EscrowState::PayingOut {
+        funding: funding(),
+        payout: Payout {
+            basis: PayoutBasis::ClaimSettled {
+                claimed: sats(1_000),
+                latest_claim: sats(1_000),
+                service_cosigns: true,
+                at: hours(50),
+            },
+            plan: crate::escrow::plan::PayoutPlan::claim(Outcome::Release, sats(DUE), sats(5_000), t.fees.commission_bps),
+            prepared_at: hours(50),
+            txid: None,
+        },
+    };
+    assert!(matches!(check(&state, Outcome::Release, 50), Err(PolicyError::AboveLatestClaim { .. })));
+}

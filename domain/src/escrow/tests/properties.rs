@@ -24,7 +24,7 @@ const ALL_ACTORS: [Actor; 5] = [
 fn permitted(event: &EscrowEvent) -> &'static [Actor] {
     use EscrowEvent as E;
     match event {
-        E::MarkDelivered => &[Actor::Provider],
+        E::MarkDelivered | E::SettleClaim { .. } => &[Actor::Provider],
         E::ReleaseFunds | E::RequestRefund => &[Actor::Buyer],
         E::ProposeCancel | E::AcceptCancel | E::DeclineCancel | E::OpenDispute => {
             &[Actor::Buyer, Actor::Provider]
@@ -87,6 +87,11 @@ fn event() -> impl Strategy<Value = EscrowEvent> {
         2 => Just(E::DeclineCancel),
         3 => Just(E::OpenDispute),
         3 => (0i64..=10_000).prop_map(|b| E::Decide { provider_bps: bps(b) }),
+        3 => (0..=DUE + 10, 0..=DUE * 2, any::<bool>()).prop_map(|(c, l, service_cosigns)| E::SettleClaim {
+            claimed: sats(c),
+            latest_claim: sats(l),
+            service_cosigns,
+        }),
         2 => Just(E::FundingDeadlinePassed),
         3 => Just(E::DeliveryDeadlinePassed),
         3 => Just(E::ReviewWindowElapsed),
@@ -294,6 +299,16 @@ fn check_effects(
                         prop_assert_eq!(b.total(), funded);
                         prop_assert!(b.buyer >= plan.excess_to_buyer());
                         prop_assert!(b.provider + b.commission <= DUE);
+                        // A metered settlement never pays the provider more than
+                        // the buyer's latest claim, nor more than it claimed.
+                        if let EscrowEvent::SettleClaim { claimed, latest_claim, .. } = event {
+                            prop_assert_eq!(plan.claimed(), Some(claimed.minor()));
+                            prop_assert_eq!(b.provider + b.commission, claimed.minor());
+                            prop_assert!(claimed.minor() <= latest_claim.minor());
+                            prop_assert!(b.provider + b.commission + b.network_fee <= funded);
+                        } else {
+                            prop_assert_eq!(plan.claimed(), None);
+                        }
                         if plan.outcome() == Outcome::Refund {
                             prop_assert_eq!(b.provider + b.marketplace(), 0);
                         }
@@ -307,6 +322,7 @@ fn check_effects(
                             by,
                             (EscrowEvent::ReleaseFunds, Actor::Buyer)
                                 | (EscrowEvent::ReviewWindowElapsed, Actor::System)
+                                | (EscrowEvent::SettleClaim { .. }, Actor::Provider)
                         ),
                         "release caused by {:?}",
                         by

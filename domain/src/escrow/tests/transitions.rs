@@ -64,6 +64,21 @@ fn paying(basis: PayoutBasis) -> EscrowState {
             Actor::Arbitrator,
             hours(100),
         ),
+        PayoutBasis::ClaimSettled {
+            claimed,
+            latest_claim,
+            service_cosigns,
+            ..
+        } => ok(
+            &delivered(),
+            EscrowEvent::SettleClaim {
+                claimed,
+                latest_claim,
+                service_cosigns,
+            },
+            Actor::Provider,
+            hours(60),
+        ),
         PayoutBasis::LateFunds => ok(
             &EscrowState::Expired { at: hours(25) },
             funding_seen(DUE, CONFIRMATIONS),
@@ -1500,4 +1515,50 @@ fn deadline_arithmetic_saturates_instead_of_panicking() {
     context.now = hours(1_000_000);
     let e = apply(&delivered(), &EscrowEvent::ReviewWindowElapsed, &context).unwrap_err();
     assert!(matches!(e, EscrowError::DeadlineNotReached { .. }));
+}
+
+// ---------------------------------------------------------------- metered claims
+
+fn settle(claimed: u64, latest: u64, service_cosigns: bool) -> EscrowEvent {
+    EscrowEvent::SettleClaim {
+        claimed: sats(claimed),
+        latest_claim: sats(latest),
+        service_cosigns,
+    }
+}
+
+#[test]
+fn the_provider_settles_the_latest_claim_and_the_rest_returns_to_the_buyer() {
+    let t = ok(&funded(), settle(DUE / 4, DUE / 4, false), Actor::Provider, hours(30));
+    let EscrowState::PayingOut { payout, .. } = &t.state else {
+        panic!("expected a payout, got {}", t.state.name());
+    };
+    assert_eq!(payout.plan.claimed(), Some(DUE / 4));
+    let b = payout.plan.breakdown(500).unwrap();
+    assert_eq!(b.provider + b.commission, DUE / 4);
+    assert_eq!(b.buyer, DUE - DUE / 4 - 500);
+    // The provider signs itself: the marketplace key is not offered.
+    assert!(!t.effects.iter().any(|e| matches!(e, Effect::ArbitratorMaySign { .. })));
+}
+
+#[test]
+fn a_settlement_above_the_latest_claim_or_the_deposit_is_refused() {
+    let refused = |event| apply(&funded(), &event, &ctx(Actor::Provider, hours(30)));
+    assert!(matches!(refused(settle(DUE / 2 + 1, DUE / 2, false)), Err(EscrowError::ClaimAboveLimit { .. })));
+    assert!(matches!(refused(settle(DUE + 1, DUE + 1, false)), Err(EscrowError::ClaimAboveLimit { .. })));
+    assert!(matches!(refused(settle(0, 10, false)), Err(EscrowError::ClaimAboveLimit { .. })));
+    let buyer = apply(&funded(), &settle(10, 10, false), &ctx(Actor::Buyer, hours(30)));
+    assert!(matches!(buyer, Err(EscrowError::WrongActor { .. })));
+}
+
+#[test]
+fn the_service_cosigns_a_settlement_when_the_provider_asks() {
+    let t = ok(&delivered(), settle(DUE / 3, DUE / 2, true), Actor::Provider, hours(60));
+    assert!(t.effects.iter().any(|e| matches!(
+        e,
+        Effect::ArbitratorMaySign {
+            rule: SigningRule::LatestClaim { claimed },
+            ..
+        } if *claimed == DUE / 3
+    )));
 }
