@@ -12,6 +12,7 @@ pub mod disputes;
 pub mod devwallet;
 pub mod graphql;
 pub mod http;
+pub mod metered;
 pub mod notifications;
 pub mod orders;
 pub mod reputation;

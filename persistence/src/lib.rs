@@ -8,6 +8,7 @@ pub mod disputes;
 pub mod entities;
 pub mod error;
 pub mod listings;
+pub mod metering;
 pub mod notifications;
 pub mod orders;
 pub mod reviews;

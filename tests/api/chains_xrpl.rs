@@ -14,18 +14,18 @@ use serde_json::Value;
 
 use crate::orders_xrpl::{action, parties, place, sign_all, submit, view, Parties};
 
-async fn catch_up<S: XrplSource>(w: &XrplWatcher<S>) {
+pub async fn catch_up<S: XrplSource>(w: &XrplWatcher<S>) {
     while w.step().await.expect("watcher step") != Step::Idle {}
 }
 
 /// Closes a ledger, lets the watcher read it and send what is due.
-async fn tick<S: XrplSource>(app: &TestApp, w: &XrplWatcher<S>) {
+pub async fn tick<S: XrplSource>(app: &TestApp, w: &XrplWatcher<S>) {
     app.chains().xrpl.close_ledger();
     catch_up(w).await;
     w.submit_pending().await.expect("submit");
 }
 
-async fn setup(backend: Backend) -> Option<(TestApp, XrplWatcher<RippledSource>, Parties, Value)> {
+pub async fn setup(backend: Backend) -> Option<(TestApp, XrplWatcher<RippledSource>, Parties, Value)> {
     if !xrpl::available() {
         return None;
     }
@@ -48,7 +48,7 @@ async fn setup(backend: Backend) -> Option<(TestApp, XrplWatcher<RippledSource>,
     Some((app, watcher, p, order))
 }
 
-async fn pay_deposit(app: &TestApp, escrow: &str, drops: u64) {
+pub async fn pay_deposit(app: &TestApp, escrow: &str, drops: u64) {
     let key = SigningKey::from_seed(BUYER_SEED).unwrap();
     let info = app.chains().xrpl.account(BUYER_ADDRESS).expect("buyer account");
     let signed = sign_xrp_payment(

@@ -273,6 +273,57 @@ async fn the_arbitration_fee_never_exceeds_the_escrow_and_dust_shares_are_droppe
     assert_eq!(done["submitPayoutSignature"]["payout"]["complete"], true);
 }
 
+/// The same case on the XRP Ledger devnet: decided, final after the appeal
+/// window, paid by multisigned Payments the watcher submits and sees validated,
+/// and the provider's score reflects the outcome.
+async fn an_xrp_dispute_is_decided_and_paid_out_on_the_ledger(backend: Backend) {
+    use crate::chains_xrpl::{pay_deposit, setup, tick};
+    use crate::orders_xrpl::{sign_all, submit as submit_xrpl, view as view_xrpl};
+    let Some((app, watcher, p, order)) = setup(backend).await else { return };
+    let arb = arbitrator(&app, "xarb").await;
+    let escrow = view_xrpl(&app, &order, &p.buyer.access_token).await["xrplEscrow"]["account"].as_str().unwrap().to_owned();
+    pay_deposit(&app, &escrow, 25_000_000).await;
+    tick(&app, &watcher).await;
+    let d = open(&app, &order, &p.buyer.access_token).await.ok()["openDispute"]["dispute"].clone();
+    assert_eq!(d["arbitratorId"], json!(arb.user_id));
+    statement(&app, &d, "Half of it arrived.", &p.provider.access_token).await.ok();
+    decide(&app, &d, 4_000, &arb.access_token, None).await.ok();
+    app.clock.advance(chrono::Duration::hours(73));
+    agora_api::disputes::sweep(&app.state, app.clock.now()).await.unwrap();
+    let settling = view_xrpl(&app, &order, &p.buyer.access_token).await;
+    assert_eq!(settling["status"], "SETTLING");
+    assert_eq!(settling["payout"]["providerBps"], 4_000);
+    assert_eq!(settling["payout"]["signedBy"], json!(["MARKETPLACE"]));
+    // 1 XRP fixed + 1 % of 25 XRP.
+    assert_eq!(settling["payout"]["breakdown"]["arbitrationFee"], "1250000");
+    submit_xrpl(&app, &order, &sign_all(&settling, agora_tests::xrpl::BUYER_SEED), &p.buyer.access_token).await.ok();
+    watcher.submit_pending().await.unwrap();
+    tick(&app, &watcher).await;
+    let settled = view_xrpl(&app, &order, &p.buyer.access_token).await;
+    assert_eq!(settled["status"], "SETTLED", "{settled}");
+    // A split below half for the provider counts against it.
+    let q = "query($id: ID!) { provider(id: $id) { reputation { faultCount inputs { kind } } } }";
+    let provider_id = app.gql("{ me { provider { id } } }", json!({}), Some(&p.provider.access_token)).await.ok()["me"]["provider"]["id"].clone();
+    let rep = app.gql(q, json!({"id": provider_id}), Some(&p.buyer.access_token)).await.ok();
+    assert_eq!(rep["provider"]["reputation"]["faultCount"], 1, "{rep}");
+}
+
+async fn a_split_share_below_dust_is_dropped_and_the_payout_stays_valid(app: TestApp) {
+    let (p, arb, order, d) = disputed(&app).await;
+    decide(&app, &d, 9_995, &arb.access_token, None).await.ok();
+    app.clock.advance(chrono::Duration::hours(73));
+    agora_api::disputes::sweep(&app.state, app.clock.now()).await.unwrap();
+    let o = get_order(&app, &order, &p.buyer.access_token).await;
+    // The buyer's ~20 sats are below the dust limit: no output, folded into the fee.
+    let q = "query($id: ID!) { order(id: $id) { payout { outputs { role amount } droppedDust { role amount } } } }";
+    let payout = app.gql(q, json!({"id": order["id"]}), Some(&p.buyer.access_token)).await.ok()["order"]["payout"].clone();
+    assert!(payout["outputs"].as_array().unwrap().iter().all(|o| o["role"] != "buyer"), "{payout}");
+    assert_eq!(payout["droppedDust"][0]["role"], "buyer", "{payout}");
+    let psbt = o["payout"]["psbt"].as_str().unwrap();
+    let done = submit(&app, &order, &p.provider_wallet.sign(&o["bitcoinEscrow"], psbt), &p.provider.access_token).await.ok();
+    assert_eq!(done["submitPayoutSignature"]["payout"]["complete"], true);
+}
+
 macro_rules! by_backend {
     ($($name:ident),+ $(,)?) => {
         $(
@@ -293,6 +344,7 @@ macro_rules! by_backend {
 
 by_backend!(
     a_dispute_is_assigned_heard_decided_and_paid_out_on_the_chain,
+    an_xrp_dispute_is_decided_and_paid_out_on_the_ledger,
     the_arbitration_fee_never_exceeds_the_escrow_and_dust_shares_are_dropped,
 );
 
@@ -303,4 +355,5 @@ on_both_backends!(
     each_role_may_do_only_its_part,
     a_party_who_is_an_arbitrator_is_never_assigned_its_own_case,
     of_two_concurrent_decisions_exactly_one_stands,
+    a_split_share_below_dust_is_dropped_and_the_payout_stays_valid,
 );

@@ -13,6 +13,7 @@ mod orders_xrpl;
 mod reputation;
 mod http;
 mod listings;
+mod metered;
 mod notifications;
 mod schema;
 mod search;

@@ -6,6 +6,7 @@ pub mod dispute;
 pub mod errors;
 pub mod listing;
 pub mod loaders;
+pub mod metered;
 pub mod node;
 pub mod notification;
 pub mod order;
@@ -29,6 +30,7 @@ use self::dispute::{DisputeMutation, DisputeObject, DisputeQuery};
 use self::order::{OrderMutation, OrderObject, OrderQuery};
 use self::loaders::{ArbitratorSignaturesLoader, ListingLoader, OrderEventsLoader, ProviderLoader};
 use self::node::NodeType;
+use self::metered::{MeteredMutation, MeteredQuery};
 use self::notification::{NotificationMutation, NotificationQuery};
 use self::provider::{ProviderMutation, ProviderObject, ProviderQuery};
 use self::reputation::{ReputationMutation, ReputationQuery};
@@ -84,10 +86,10 @@ async fn load_node(ctx: &Context<'_>, id: &ID) -> ApiResult<Option<Node>> {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(NodeQuery, AccountQuery, ProviderQuery, ListingQuery, OrderQuery, DisputeQuery, NotificationQuery, ReputationQuery);
+pub struct Query(NodeQuery, AccountQuery, ProviderQuery, ListingQuery, OrderQuery, DisputeQuery, NotificationQuery, ReputationQuery, MeteredQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountMutation, ProviderMutation, ListingMutation, OrderMutation, DisputeMutation, NotificationMutation, ReputationMutation);
+pub struct Mutation(AccountMutation, ProviderMutation, ListingMutation, OrderMutation, DisputeMutation, NotificationMutation, ReputationMutation, MeteredMutation);
 
 pub type AgoraSchema = Schema<Query, Mutation, Subscription>;
 

@@ -73,6 +73,12 @@ impl Subscription {
         ))
     }
 
+    /// The metered session of one of your orders: now, and after every change
+    /// (usage, claims, cap, close), with its running totals.
+    async fn session_updated(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<impl Stream<Item = super::metered::SessionObject>> {
+        super::metered::follow_session(ctx, &id).await
+    }
+
     /// Your new notifications, as they happen (see `myNotifications` for the past ones).
     async fn my_notifications(&self, ctx: &Context<'_>) -> async_graphql::Result<impl Stream<Item = super::notification::NotificationObject>> {
         super::notification::follow_my_notifications(ctx).await

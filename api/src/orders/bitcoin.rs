@@ -151,6 +151,11 @@ impl BtcEscrow {
         EscrowDescriptor::from_stored(self.escrow_keys()?, &self.descriptor).map_err(ApiError::internal)
     }
 
+    /// Where each share of a payout goes (provider, buyer, marketplace).
+    pub fn payout_addresses(&self) -> Result<PayoutAddresses, ApiError> {
+        self.addresses()
+    }
+
     fn addresses(&self) -> Result<PayoutAddresses, ApiError> {
         let parse = |a: &str| {
             Address::from_str(a)

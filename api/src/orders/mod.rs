@@ -133,6 +133,7 @@ pub fn escrow_error(e: EscrowError) -> ApiError {
         EscrowError::DeadlinePassed { .. } => "DEADLINE_PASSED",
         EscrowError::DeadlineNotReached { .. } => "DEADLINE_NOT_REACHED",
         EscrowError::AlreadySettled => "ALREADY_SETTLED",
+        EscrowError::ClaimAboveLimit { .. } => "CLAIM_ABOVE_LIMIT",
         EscrowError::AssetMismatch { .. } => return ApiError::internal(e),
     };
     match e.kind() {
@@ -161,6 +162,7 @@ fn rule_name(rule: SigningRule) -> String {
         SigningRule::ArbitrationDecision { provider_bps } => {
             format!("arbitration_decision:{}", provider_bps.get())
         }
+        SigningRule::LatestClaim { claimed } => format!("latest_claim:{claimed}"),
     }
 }
 

@@ -223,6 +223,7 @@ async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> 
     .await?;
     let order = Order::from_record(record)?;
     crate::notifications::order_placed(&txn, &order, now).await?;
+    crate::metered::on_order_placed(&txn, &order, now).await?;
     txn.commit().await?;
     tracing::info!(order.id = %order_id, escrow.address = %setup.address, escrow.key_index = index, "order placed");
     Ok(order)

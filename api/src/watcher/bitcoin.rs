@@ -12,13 +12,13 @@ use std::time::Duration;
 use agora_domain::escrow::{timelock_margin_reached, EscrowState};
 use agora_escrow::source::{BitcoinSource, SourceError};
 use agora_persistence::chain::{self, ScannedBlock};
-use agora_persistence::orders::{self as order_store, OrderEventRecord};
+use agora_persistence::orders as order_store;
 use bitcoin::{Block, OutPoint, ScriptBuf, Transaction, Txid};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use super::lock::WatcherLock;
-use super::WatchError;
+use super::{note, WatchError};
 use crate::graphql::context::AppState;
 use crate::orders::bitcoin::{BtcEscrow, StoredUtxo};
 use crate::orders::chain::{apply_bitcoin_event, BitcoinChainEvent};
@@ -389,28 +389,6 @@ fn is_refund_path(btc: &BtcEscrow, tx: &Transaction) -> bool {
     tx.input.iter().any(|i| i.witness.iter().any(|item| item == bytes.as_slice()))
 }
 
-async fn note<C: sea_orm::ConnectionTrait>(
-    db: &C,
-    order_id: Uuid,
-    event: &str,
-    detail: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), WatchError> {
-    order_store::insert_order_event(
-        db,
-        &OrderEventRecord {
-            order_id,
-            event: event.to_owned(),
-            actor: "chain".into(),
-            from_status: String::new(),
-            to_status: String::new(),
-            detail: detail.to_owned(),
-            at,
-        },
-    )
-    .await?;
-    Ok(())
-}
 
 async fn update_btc(
     app: &AppState,

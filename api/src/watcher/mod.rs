@@ -62,3 +62,28 @@ impl From<sea_orm::DbErr> for WatchError {
         WatchError::Store(e.to_string())
     }
 }
+
+/// Records something the chain showed that changes no state (an unexpected
+/// spend, a refused submission, an alert) in the order's history.
+async fn note<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    order_id: uuid::Uuid,
+    event: &str,
+    detail: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), WatchError> {
+    agora_persistence::orders::insert_order_event(
+        db,
+        &agora_persistence::orders::OrderEventRecord {
+            order_id,
+            event: event.to_owned(),
+            actor: "chain".into(),
+            from_status: String::new(),
+            to_status: String::new(),
+            detail: detail.to_owned(),
+            at,
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -12,12 +12,12 @@ use std::time::Duration;
 use agora_domain::escrow::{may_arbitrator_sign, Actor, Context, EscrowState};
 use agora_escrow::source::{Ledger, SourceError, XrplSource};
 use agora_persistence::chain::{self, ScannedBlock};
-use agora_persistence::orders::{self as order_store, OrderEventRecord};
+use agora_persistence::orders as order_store;
 use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use super::lock::WatcherLock;
-use super::WatchError;
+use super::{note, WatchError};
 use crate::graphql::context::AppState;
 use crate::orders::chain::{apply_xrpl_event, XrplChainEvent};
 use crate::orders::xrpl::{SetupStatus, XrplEscrow};
@@ -329,25 +329,3 @@ impl<S: XrplSource> XrplWatcher<S> {
     }
 }
 
-async fn note<C: sea_orm::ConnectionTrait>(
-    db: &C,
-    order_id: Uuid,
-    event: &str,
-    detail: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), WatchError> {
-    order_store::insert_order_event(
-        db,
-        &OrderEventRecord {
-            order_id,
-            event: event.to_owned(),
-            actor: "chain".into(),
-            from_status: String::new(),
-            to_status: String::new(),
-            detail: detail.to_owned(),
-            at,
-        },
-    )
-    .await?;
-    Ok(())
-}

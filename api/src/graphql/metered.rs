@@ -1,0 +1,465 @@
+//! GraphQL for metered sessions: peak windows, usage, claims, settlement,
+//! usage alerts and the `sessionUpdated` stream.
+
+use std::time::Duration;
+
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc, Weekday};
+use futures_util::stream::{self, Stream};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use agora_domain::escrow::payout::PayoutBreakdown;
+use agora_domain::metering::{format_minute, PeakSchedule, PeakWindowInput};
+
+use super::context::{state, viewer};
+use super::errors::{ApiError, ApiResult};
+use super::node::{expect, NodeType};
+use super::order::OrderObject;
+use super::scalars::MinorUnits;
+use crate::metered::{self, ClaimToSign, MeteredSession};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum DayOfWeek {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+impl From<DayOfWeek> for Weekday {
+    fn from(d: DayOfWeek) -> Self {
+        match d {
+            DayOfWeek::Monday => Weekday::Mon,
+            DayOfWeek::Tuesday => Weekday::Tue,
+            DayOfWeek::Wednesday => Weekday::Wed,
+            DayOfWeek::Thursday => Weekday::Thu,
+            DayOfWeek::Friday => Weekday::Fri,
+            DayOfWeek::Saturday => Weekday::Sat,
+            DayOfWeek::Sunday => Weekday::Sun,
+        }
+    }
+}
+
+fn day(w: Weekday) -> DayOfWeek {
+    match w {
+        Weekday::Mon => DayOfWeek::Monday,
+        Weekday::Tue => DayOfWeek::Tuesday,
+        Weekday::Wed => DayOfWeek::Wednesday,
+        Weekday::Thu => DayOfWeek::Thursday,
+        Weekday::Fri => DayOfWeek::Friday,
+        Weekday::Sat => DayOfWeek::Saturday,
+        Weekday::Sun => DayOfWeek::Sunday,
+    }
+}
+
+/// A peak-load window: on `days`, from `start` (included) to `end` (excluded),
+/// UTC, the price per unit is multiplied by `multiplierBps / 10000`.
+#[derive(InputObject)]
+pub struct PeakWindowInputGql {
+    pub days: Vec<DayOfWeek>,
+    /// `HH:MM`, UTC.
+    pub start: String,
+    /// `HH:MM`, UTC; `24:00` for the end of the day.
+    pub end: String,
+    /// At least 10000 (no change); at most 100000.
+    pub multiplier_bps: i32,
+}
+
+#[derive(SimpleObject)]
+pub struct PeakWindow {
+    pub days: Vec<DayOfWeek>,
+    pub start: String,
+    pub end: String,
+    pub multiplier_bps: i32,
+}
+
+fn windows(s: &PeakSchedule) -> Vec<PeakWindow> {
+    s.windows()
+        .iter()
+        .map(|w| PeakWindow {
+            days: w.days().iter().copied().map(day).collect(),
+            start: format_minute(w.start_minute()),
+            end: format_minute(w.end_minute()),
+            multiplier_bps: i32::try_from(w.multiplier_bps()).unwrap_or(i32::MAX),
+        })
+        .collect()
+}
+
+#[derive(InputObject)]
+pub struct SetPeakWindowsInput {
+    pub listing_id: ID,
+    /// Replaces the listing's windows; they must not overlap. Orders placed
+    /// afterwards use them; placed orders keep the windows they were placed with.
+    pub windows: Vec<PeakWindowInputGql>,
+}
+
+#[derive(SimpleObject)]
+pub struct SetPeakWindowsPayload {
+    pub windows: Vec<PeakWindow>,
+}
+
+#[derive(InputObject)]
+pub struct RecordUsageInput {
+    pub order_id: ID,
+    /// Whole units of the listing's unit (minutes, megabytes, jobs).
+    pub quantity: MinorUnits,
+    /// When the usage happened (default: now); picks the peak window.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// One usage record, with the price frozen when it was recorded.
+#[derive(SimpleObject)]
+pub struct UsageRecordGql {
+    pub quantity: MinorUnits,
+    pub price_per_unit: MinorUnits,
+    pub multiplier_bps: i32,
+    /// `floor(quantity × pricePerUnit × multiplierBps / 10000)`.
+    pub amount: MinorUnits,
+    pub at: DateTime<Utc>,
+}
+
+/// A metered session's running totals.
+pub struct SessionObject {
+    pub session: MeteredSession,
+    pub deposit: u64,
+    pub limit: u64,
+}
+
+#[Object(name = "MeteredSession")]
+impl SessionObject {
+    async fn order_id(&self) -> ID {
+        super::node::global_id(NodeType::Order, self.session.record.order_id)
+    }
+    /// The escrowed deposit (the order's amount due).
+    async fn deposit(&self) -> MinorUnits {
+        self.deposit.into()
+    }
+    /// The most the provider can be paid: deposit minus the payout's network fee.
+    async fn claimable_limit(&self) -> MinorUnits {
+        self.limit.into()
+    }
+    async fn total_quantity(&self) -> MinorUnits {
+        self.session.session.total_quantity.into()
+    }
+    /// Cumulative cost of all usage, in minor units.
+    async fn total_amount(&self) -> MinorUnits {
+        self.session.session.total_amount.into()
+    }
+    /// Cumulative amount of the buyer's latest valid claim.
+    async fn latest_claim(&self) -> MinorUnits {
+        self.session.session.latest_claim.into()
+    }
+    /// Usage not yet covered by a claim: what is at risk for the provider.
+    async fn unclaimed(&self) -> MinorUnits {
+        self.session.session.total_amount.saturating_sub(self.session.session.latest_claim).into()
+    }
+    async fn latest_claim_txid(&self) -> Option<String> {
+        self.session.record.latest_claim_txid.clone()
+    }
+    /// The latest claim (base64 PSBT carrying the buyer's signature): the
+    /// provider completes it with its own key.
+    async fn latest_claim_psbt(&self) -> Option<String> {
+        self.session.record.latest_claim_psbt.clone()
+    }
+    /// Used share of the deposit, in basis points (rounded down).
+    async fn used_bps(&self) -> i32 {
+        let used = u128::from(self.session.session.total_amount) * 10_000 / u128::from(self.deposit.max(1));
+        i32::try_from(used).unwrap_or(i32::MAX)
+    }
+    /// Alert thresholds (bps of the deposit) that fired, in order.
+    async fn fired_alerts_bps(&self) -> Vec<i32> {
+        self.session.session.fired_alerts.iter().map(|t| i32::from(*t)).collect()
+    }
+    async fn capped(&self) -> bool {
+        self.session.session.capped
+    }
+    async fn closed(&self) -> bool {
+        self.session.session.closed
+    }
+    async fn peak_windows(&self) -> Vec<PeakWindow> {
+        windows(&self.session.windows)
+    }
+    async fn usage(&self, ctx: &Context<'_>) -> ApiResult<Vec<UsageRecordGql>> {
+        let rows = agora_persistence::metering::usage_of(&state(ctx).db, self.session.record.order_id).await?;
+        Ok(rows
+            .into_iter()
+            .map(|u| UsageRecordGql {
+                quantity: u.quantity.into(),
+                price_per_unit: u.price_per_unit.into(),
+                multiplier_bps: i32::try_from(u.multiplier_bps).unwrap_or(i32::MAX),
+                amount: u.amount.into(),
+                at: u.at,
+            })
+            .collect())
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.session.record.updated_at
+    }
+}
+
+/// The claim to sign: a PSBT paying the provider `cumulative` minus the
+/// commission, the marketplace the commission, the buyer the rest minus the
+/// network fee.
+#[derive(SimpleObject)]
+pub struct ClaimGql {
+    pub cumulative: MinorUnits,
+    pub provider_amount: MinorUnits,
+    pub commission: MinorUnits,
+    pub buyer_amount: MinorUnits,
+    pub network_fee: MinorUnits,
+    pub psbt: String,
+    pub txid: String,
+}
+
+fn claim_gql(c: ClaimToSign) -> ClaimGql {
+    let b: PayoutBreakdown = c.breakdown;
+    ClaimGql {
+        cumulative: c.cumulative.into(),
+        provider_amount: b.provider.into(),
+        commission: b.commission.into(),
+        buyer_amount: b.buyer.into(),
+        network_fee: b.network_fee.into(),
+        psbt: c.psbt,
+        txid: c.txid,
+    }
+}
+
+#[derive(InputObject)]
+pub struct SubmitClaimInput {
+    pub order_id: ID,
+    /// The claim PSBT (base64) signed with your escrow key, not finalized.
+    pub psbt: String,
+}
+
+#[derive(InputObject)]
+pub struct SessionActionInput {
+    pub order_id: ID,
+}
+
+#[derive(InputObject)]
+pub struct CloseSessionInput {
+    pub order_id: ID,
+    /// The buyer's latest claim with your signature added. Without it, the
+    /// marketplace key co-signs the latest claim under its signing policy.
+    pub psbt: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct SetUsageAlertThresholdsInput {
+    /// Basis points of the deposit, 1 to 10000, at most 10.
+    pub thresholds_bps: Vec<i32>,
+}
+
+#[derive(SimpleObject)]
+pub struct SessionPayload {
+    pub session: SessionObject,
+}
+
+#[derive(SimpleObject)]
+pub struct RecordUsagePayload {
+    pub session: SessionObject,
+    pub record: UsageRecordGql,
+    /// Thresholds this usage crossed (each fires once per session).
+    pub alerts_fired_bps: Vec<i32>,
+}
+
+#[derive(SimpleObject)]
+pub struct CloseSessionPayload {
+    pub session: SessionObject,
+    pub order: OrderObject,
+}
+
+#[derive(SimpleObject)]
+pub struct UsageAlertThresholdsPayload {
+    pub thresholds_bps: Vec<i32>,
+}
+
+async fn session_object(ctx: &Context<'_>, session: MeteredSession) -> ApiResult<SessionObject> {
+    let app = state(ctx);
+    let order = crate::orders::load(&app.db, session.record.order_id).await?;
+    Ok(SessionObject {
+        deposit: order.terms.amount_due().minor(),
+        limit: metered::claim_limit(app, &order)?,
+        session,
+    })
+}
+
+fn order_id(id: &ID) -> ApiResult<Uuid> {
+    expect(NodeType::Order, id, "input.orderId")
+}
+
+#[derive(Default)]
+pub struct MeteredQuery;
+
+#[Object]
+impl MeteredQuery {
+    /// The metered session of one of your orders, with its running totals.
+    async fn session(&self, ctx: &Context<'_>, order_id: ID) -> ApiResult<SessionObject> {
+        let v = viewer(ctx).await?;
+        let id = expect(NodeType::Order, &order_id, "orderId")?;
+        let (_, _, s) = metered::load_for(&state(ctx).db, id, v.user_id).await?;
+        session_object(ctx, s).await
+    }
+
+    /// Buyer: the claim to sign next, covering all usage recorded so far.
+    async fn next_claim(&self, ctx: &Context<'_>, order_id: ID) -> ApiResult<ClaimGql> {
+        let v = viewer(ctx).await?;
+        let id = expect(NodeType::Order, &order_id, "orderId")?;
+        Ok(claim_gql(metered::next_claim(state(ctx), v.user_id, id).await?))
+    }
+
+    /// A listing's peak-load windows.
+    async fn peak_windows(&self, ctx: &Context<'_>, listing_id: ID) -> ApiResult<Vec<PeakWindow>> {
+        let id = expect(NodeType::Listing, &listing_id, "listingId")?;
+        Ok(windows(&metered::peak_windows(state(ctx), id).await?))
+    }
+
+    /// Your usage-alert thresholds (basis points of a deposit).
+    async fn usage_alert_thresholds(&self, ctx: &Context<'_>) -> ApiResult<Vec<i32>> {
+        let v = viewer(ctx).await?;
+        Ok(metered::alert_thresholds(&state(ctx).db, v.user_id).await?.into_iter().map(i32::from).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct MeteredMutation;
+
+#[Object]
+impl MeteredMutation {
+    /// Provider: sets the peak-load windows of one of your metered listings.
+    async fn set_peak_windows(&self, ctx: &Context<'_>, input: SetPeakWindowsInput) -> ApiResult<SetPeakWindowsPayload> {
+        let v = viewer(ctx).await?;
+        let id = expect(NodeType::Listing, &input.listing_id, "input.listingId")?;
+        let inputs: Vec<PeakWindowInput> = input
+            .windows
+            .into_iter()
+            .map(|w| PeakWindowInput {
+                days: w.days.into_iter().map(Weekday::from).collect(),
+                start: w.start,
+                end: w.end,
+                multiplier_bps: i64::from(w.multiplier_bps),
+            })
+            .collect();
+        let schedule = metered::set_peak_windows(state(ctx), v.user_id, id, &inputs).await?;
+        Ok(SetPeakWindowsPayload { windows: windows(&schedule) })
+    }
+
+    /// Provider: records usage on a funded metered order; its price (with the
+    /// peak multiplier at `at`) is frozen.
+    async fn record_usage(&self, ctx: &Context<'_>, input: RecordUsageInput) -> ApiResult<RecordUsagePayload> {
+        let v = viewer(ctx).await?;
+        let id = order_id(&input.order_id)?;
+        let quantity = input.quantity.0.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad_input("input.quantity", "INVALID_FORMAT", "input.quantity: a positive integer")
+        })?;
+        let at = input.at;
+        let (s, charge, fired) = metered::record_usage(state(ctx), v.user_id, id, quantity, at).await?;
+        let record = UsageRecordGql {
+            quantity: charge.quantity.into(),
+            price_per_unit: charge.price_per_unit.into(),
+            multiplier_bps: i32::try_from(charge.multiplier_bps).unwrap_or(i32::MAX),
+            amount: charge.amount.into(),
+            at: at.unwrap_or_else(|| state(ctx).clock.now()),
+        };
+        Ok(RecordUsagePayload {
+            session: session_object(ctx, s).await?,
+            record,
+            alerts_fired_bps: fired.into_iter().map(i32::from).collect(),
+        })
+    }
+
+    /// Buyer: submits a signed claim (see `nextClaim`); it replaces the latest
+    /// one if it pays more.
+    async fn submit_claim(&self, ctx: &Context<'_>, input: SubmitClaimInput) -> ApiResult<SessionPayload> {
+        let v = viewer(ctx).await?;
+        let id = order_id(&input.order_id)?;
+        let (s, _) = metered::submit_claim(state(ctx), v.user_id, id, &input.psbt).await?;
+        Ok(SessionPayload { session: session_object(ctx, s).await? })
+    }
+
+    /// Buyer: stops the session; no further usage is accepted.
+    async fn cap_session(&self, ctx: &Context<'_>, input: SessionActionInput) -> ApiResult<SessionPayload> {
+        let v = viewer(ctx).await?;
+        let id = order_id(&input.order_id)?;
+        let s = metered::cap_session(state(ctx), v.user_id, id).await?;
+        Ok(SessionPayload { session: session_object(ctx, s).await? })
+    }
+
+    /// Provider: settles with the buyer's latest claim.
+    async fn close_session(&self, ctx: &Context<'_>, input: CloseSessionInput) -> ApiResult<CloseSessionPayload> {
+        let v = viewer(ctx).await?;
+        let id = order_id(&input.order_id)?;
+        let (order, s) = metered::close_session(state(ctx), v.user_id, id, input.psbt.as_deref()).await?;
+        Ok(CloseSessionPayload {
+            session: session_object(ctx, s).await?,
+            order: OrderObject(order),
+        })
+    }
+
+    /// Your usage-alert thresholds for the sessions you buy.
+    async fn set_usage_alert_thresholds(
+        &self,
+        ctx: &Context<'_>,
+        input: SetUsageAlertThresholdsInput,
+    ) -> ApiResult<UsageAlertThresholdsPayload> {
+        let v = viewer(ctx).await?;
+        let inputs: Vec<i64> = input.thresholds_bps.into_iter().map(i64::from).collect();
+        let t = metered::set_alert_thresholds(state(ctx), v.user_id, &inputs).await?;
+        Ok(UsageAlertThresholdsPayload { thresholds_bps: t.into_iter().map(i32::from).collect() })
+    }
+}
+
+const POLL: Duration = Duration::from_secs(1);
+
+/// `sessionUpdated(id)`: the session now, then after every change (hint + poll,
+/// as `orderUpdated`).
+pub async fn follow_session(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<impl Stream<Item = SessionObject>> {
+    let v = viewer(ctx).await?;
+    let order_id = expect(NodeType::Order, id, "id")?;
+    let app = state(ctx).clone();
+    let (order, _, first) = metered::load_for(&app.db, order_id, v.user_id).await?;
+    let deposit = order.terms.amount_due().minor();
+    let limit = metered::claim_limit(&app, &order)?;
+    let hints = app.order_updates.subscribe();
+    let user = v.user_id;
+    Ok(stream::unfold(
+        (app, hints, Some(first), -1i32),
+        move |(app, mut hints, first, mut seen)| async move {
+            let wrap = |s: MeteredSession| SessionObject { session: s, deposit, limit };
+            if let Some(s) = first {
+                let version = s.record.version;
+                return Some((wrap(s), (app, hints, None, version)));
+            }
+            loop {
+                let _ = tokio::time::timeout(POLL, async {
+                    loop {
+                        match hints.recv().await {
+                            Ok(id) if id == order_id => return,
+                            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                            Err(RecvError::Closed) => {
+                                tokio::time::sleep(POLL).await;
+                                return;
+                            }
+                        }
+                    }
+                })
+                .await;
+                for delay_ms in [0u64, 50, 200] {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    match metered::load_for(&app.db, order_id, user).await {
+                        Ok((_, _, s)) if s.record.version > seen => {
+                            seen = s.record.version;
+                            return Some((wrap(s), (app, hints, None, seen)));
+                        }
+                        Ok(_) => {}
+                        Err(_) => return None,
+                    }
+                }
+            }
+        },
+    ))
+}

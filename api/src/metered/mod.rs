@@ -1,0 +1,560 @@
+//! Metered sessions: peak windows of listings, usage recorded by the
+//! provider, buyer-signed claims (Bitcoin PSBTs) and the provider's settlement.
+//!
+//! A session is created with its metered order (the listing's peak windows are
+//! frozen then). The provider records usage; each record freezes its price.
+//! The buyer signs claims: payouts of the escrow paying the provider the
+//! cumulative amount (minus commission) and the rest back to the buyer (minus
+//! the network fee), exactly as [`agora_domain::escrow::payout::claim_split`]
+//! divides it. The latest valid claim is kept; the provider completes it with
+//! its own key (or asks the marketplace key to, under the signing policy).
+//!
+//! A claim must be exactly the transaction this module builds for its amount
+//! from the escrow's recorded funding, addresses and the configured fee rate;
+//! if the fee rate or the funding changes between a claim and the settlement,
+//! the service refuses to settle it (`PAYOUT_CHANGED`) — the provider can still
+//! complete and broadcast the buyer's claim itself.
+
+use std::cell::Cell;
+
+use agora_domain::escrow::payout::{claim_split, PayoutBreakdown};
+use agora_domain::escrow::{Actor, EscrowEvent, EscrowState};
+use agora_domain::metering::{
+    ClaimError, PeakSchedule, PeakWindowInput, Session, UsageCharge, UsageError, DEFAULT_ALERT_THRESHOLDS_BPS,
+};
+use agora_domain::money::Amount;
+use agora_domain::order::PricingSnapshot;
+use agora_escrow::btc::{build_payout_with, import_signed_psbt, EscrowParty, PayoutPlan, PayoutRole};
+use agora_persistence::metering::{self as store, ClaimRecord, SessionRecord, UsageRecord};
+use agora_persistence::StoreError;
+use bitcoin::base64::engine::general_purpose::STANDARD as BASE64;
+use bitcoin::base64::Engine;
+use bitcoin::psbt::Psbt;
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use uuid::Uuid;
+
+use crate::graphql::context::AppState;
+use crate::graphql::errors::{ApiError, ApiResult};
+use crate::orders::bitcoin::BtcEscrow;
+use crate::orders::{self, EscrowRecord, Order};
+
+/// A session as the services work with it.
+#[derive(Debug, Clone)]
+pub struct MeteredSession {
+    pub record: SessionRecord,
+    pub session: Session,
+    pub windows: PeakSchedule,
+}
+
+impl MeteredSession {
+    fn from_record(record: SessionRecord) -> ApiResult<Self> {
+        Ok(Self {
+            session: serde_json::from_str(&record.session_json).map_err(ApiError::internal)?,
+            windows: serde_json::from_str(&record.windows_json).map_err(ApiError::internal)?,
+            record,
+        })
+    }
+}
+
+/// Called inside the placement transaction: a metered order gets its session,
+/// with the listing's peak windows frozen.
+pub async fn on_order_placed<C: ConnectionTrait>(db: &C, order: &Order, now: DateTime<Utc>) -> ApiResult<()> {
+    if !matches!(order.terms.listing().pricing, PricingSnapshot::Metered { .. }) {
+        return Ok(());
+    }
+    let windows = store::peak_windows(db, order.terms.listing().listing_id)
+        .await?
+        .unwrap_or_else(|| "{\"windows\":[]}".to_owned());
+    let session = serde_json::to_string(&Session::default()).map_err(ApiError::internal)?;
+    store::insert_session(
+        db,
+        &SessionRecord {
+            order_id: order.id(),
+            session_json: session,
+            windows_json: windows,
+            latest_claim_psbt: None,
+            latest_claim_txid: None,
+            version: 0,
+            updated_at: now,
+        },
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The provider of a metered listing sets its peak windows (replacing any);
+/// orders placed afterwards use them.
+pub async fn set_peak_windows(
+    app: &AppState,
+    user_id: Uuid,
+    listing_id: Uuid,
+    inputs: &[PeakWindowInput],
+) -> ApiResult<PeakSchedule> {
+    let listing = agora_persistence::listings::find_listing(&app.db, listing_id)
+        .await?
+        .filter(|l| l.provider_id == user_id)
+        .ok_or_else(|| ApiError::NotFound("no such listing".into()))?;
+    if !matches!(listing.pricing, agora_persistence::listings::StoredPricing::Metered { .. }) {
+        return Err(ApiError::bad_input(
+            "input.listingId",
+            "NOT_METERED",
+            "input.listingId: peak windows apply to metered listings only",
+        ));
+    }
+    let schedule = PeakSchedule::parse(inputs).map_err(|e| ApiError::invalid("input", e))?;
+    let json = serde_json::to_string(&schedule).map_err(ApiError::internal)?;
+    store::set_peak_windows(&app.db, listing_id, &json, app.clock.now()).await?;
+    Ok(schedule)
+}
+
+pub async fn peak_windows(app: &AppState, listing_id: Uuid) -> ApiResult<PeakSchedule> {
+    match store::peak_windows(&app.db, listing_id).await? {
+        Some(json) => serde_json::from_str(&json).map_err(ApiError::internal),
+        None => Ok(PeakSchedule::default()),
+    }
+}
+
+pub async fn load_session<C: ConnectionTrait>(db: &C, order_id: Uuid) -> ApiResult<MeteredSession> {
+    let record = store::find_session(db, order_id)
+        .await?
+        .ok_or_else(|| ApiError::bad_input("input.orderId", "NOT_METERED", "the order is not a metered order"))?;
+    MeteredSession::from_record(record)
+}
+
+/// Loads an order the user takes part in and its session.
+pub async fn load_for<C: ConnectionTrait>(
+    db: &C,
+    order_id: Uuid,
+    user_id: Uuid,
+) -> ApiResult<(Order, Actor, MeteredSession)> {
+    let (order, actor) = orders::load_for(db, order_id, user_id).await?;
+    let session = load_session(db, order_id).await?;
+    Ok((order, actor, session))
+}
+
+async fn save_session(
+    app: &AppState,
+    txn: &DatabaseTransaction,
+    s: &mut MeteredSession,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    s.record.session_json = serde_json::to_string(&s.session).map_err(ApiError::internal)?;
+    match store::update_session(txn, &s.record, now).await {
+        Err(StoreError::VersionConflict) => {
+            return Err(ApiError::conflict(
+                "CONCURRENT_UPDATE",
+                "the session was changed at the same moment; reload and retry",
+            ))
+        }
+        other => other?,
+    }
+    s.record.version += 1;
+    s.record.updated_at = now;
+    let _ = app.order_updates.send(s.record.order_id);
+    Ok(())
+}
+
+fn require(actor: Actor, wanted: Actor, what: &str) -> ApiResult<()> {
+    if actor != wanted {
+        return Err(ApiError::forbidden("WRONG_ROLE", format!("only the {what} may do this")));
+    }
+    Ok(())
+}
+
+fn require_open(order: &Order) -> ApiResult<()> {
+    if !matches!(order.state, EscrowState::Funded { .. } | EscrowState::Delivered { .. }) {
+        return Err(ApiError::conflict(
+            "WRONG_STATE",
+            format!("the session is not open (the order is {})", order.state.name()),
+        ));
+    }
+    Ok(())
+}
+
+fn btc(order: &Order) -> ApiResult<&BtcEscrow> {
+    match &order.escrow {
+        EscrowRecord::Bitcoin(b) => Ok(b),
+        EscrowRecord::Xrpl(_) => Err(ApiError::conflict(
+            "UNSUPPORTED_CHAIN",
+            "claims are supported on Bitcoin only for now",
+        )),
+    }
+}
+
+/// The most the provider can be paid from the deposit: the deposit minus the
+/// network fee of a full (three-output) payout at the configured fee rate. On
+/// XRPL, until claims exist there, the deposit.
+pub fn claim_limit(app: &AppState, order: &Order) -> ApiResult<u64> {
+    let deposit = order.terms.amount_due().minor();
+    let EscrowRecord::Bitcoin(b) = &order.escrow else {
+        return Ok(deposit);
+    };
+    let max_fee = Cell::new(0u64);
+    // Only the fees the builder asks about matter; the largest is the first,
+    // with every output present.
+    let _ = build_payout_with(
+        &b.descriptor()?,
+        &b.funding_utxos(),
+        &b.payout_addresses()?,
+        app.bitcoin.fee_rate_sat_vb,
+        |funded, fee| {
+            max_fee.set(max_fee.get().max(fee));
+            claim_split(funded, 0, fee.min(funded), order.terms.fees().commission_bps)
+        },
+    );
+    Ok(deposit.saturating_sub(max_fee.get()))
+}
+
+/// Builds the claim paying `cumulative`: the exact transaction a buyer signs.
+pub fn build_claim(app: &AppState, order: &Order, cumulative: u64) -> ApiResult<PayoutPlan> {
+    let b = btc(order)?;
+    let commission = order.terms.fees().commission_bps;
+    let built = build_payout_with(
+        &b.descriptor()?,
+        &b.funding_utxos(),
+        &b.payout_addresses()?,
+        app.bitcoin.fee_rate_sat_vb,
+        |funded, fee| claim_split(funded, cumulative, fee, commission),
+    )
+    .map_err(|e| ApiError::conflict("CLAIM_UNBUILDABLE", format!("the claim cannot be built: {e}")))?;
+    let provider_paid = built.paid.iter().find(|(r, _)| *r == PayoutRole::Provider).map(|(_, a)| a.to_sat());
+    if provider_paid != Some(built.breakdown.provider) {
+        return Err(ApiError::conflict(
+            "CLAIM_TOO_SMALL",
+            "the provider's share of this claim is below the dust limit; record more usage first",
+        ));
+    }
+    Ok(built)
+}
+
+pub struct ClaimToSign {
+    pub cumulative: u64,
+    pub breakdown: PayoutBreakdown,
+    pub psbt: String,
+    pub txid: String,
+}
+
+fn claim_to_sign(cumulative: u64, built: &PayoutPlan) -> ClaimToSign {
+    ClaimToSign {
+        cumulative,
+        breakdown: built.breakdown,
+        psbt: BASE64.encode(built.psbt.serialize()),
+        txid: built.expected.unsigned_tx().compute_txid().to_string(),
+    }
+}
+
+/// Records usage by the provider; returns the charge and the thresholds that fired.
+pub async fn record_usage(
+    app: &AppState,
+    user_id: Uuid,
+    order_id: Uuid,
+    quantity: u64,
+    at: Option<DateTime<Utc>>,
+) -> ApiResult<(MeteredSession, UsageCharge, Vec<u16>)> {
+    let now = app.clock.now();
+    let at = at.unwrap_or(now);
+    if at > now {
+        return Err(ApiError::bad_input("input.at", "IN_THE_FUTURE", "input.at: usage cannot be recorded ahead of time"));
+    }
+    let txn = app.db.begin().await?;
+    let (order, actor, mut s) = load_for(&txn, order_id, user_id).await?;
+    require(actor, Actor::Provider, "provider")?;
+    require_open(&order)?;
+    if at < order.terms.placed_at() {
+        return Err(ApiError::bad_input("input.at", "OUT_OF_RANGE", "input.at: before the order was placed"));
+    }
+    let PricingSnapshot::Metered { price_per_unit, .. } = order.terms.listing().pricing else {
+        return Err(ApiError::internal("session without metered pricing"));
+    };
+    let charge = UsageCharge::price(quantity, price_per_unit, s.windows.multiplier_at(at))
+        .ok_or_else(|| ApiError::bad_input("input.quantity", "OVERFLOW", "input.quantity: too large"))?;
+    let limit = claim_limit(app, &order)?;
+    s.session.record(&charge, limit).map_err(usage_error)?;
+    let thresholds = alert_thresholds(&txn, order.record.buyer_id).await?;
+    let fired = s.session.crossed_alerts(order.terms.amount_due().minor(), &thresholds);
+    save_session(app, &txn, &mut s, now).await?;
+    store::insert_usage(
+        &txn,
+        &UsageRecord {
+            id: Uuid::now_v7(),
+            order_id,
+            quantity,
+            price_per_unit: charge.price_per_unit,
+            multiplier_bps: charge.multiplier_bps,
+            amount: charge.amount,
+            at,
+            recorded_at: now,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    for t in &fired {
+        tracing::info!(order.id = %order_id, alert.threshold_bps = t, "usage alert fired");
+    }
+    Ok((s, charge, fired))
+}
+
+fn usage_error(e: UsageError) -> ApiError {
+    match e {
+        UsageError::NotPositive => ApiError::bad_input("input.quantity", "NOT_POSITIVE", format!("input.quantity: {e}")),
+        UsageError::Overflow => ApiError::bad_input("input.quantity", "OVERFLOW", format!("input.quantity: {e}")),
+        UsageError::Capped => ApiError::conflict("SESSION_CAPPED", e.to_string()),
+        UsageError::Closed => ApiError::conflict("SESSION_CLOSED", e.to_string()),
+        UsageError::DepositExhausted { .. } => ApiError::conflict("DEPOSIT_EXHAUSTED", e.to_string()),
+    }
+}
+
+fn claim_error(e: ClaimError) -> ApiError {
+    match e {
+        ClaimError::NotIncreasing { .. } => ApiError::conflict("CLAIM_NOT_INCREASING", format!("psbt: {e}")),
+        ClaimError::AboveDeposit { .. } => ApiError::bad_input("input.psbt", "CLAIM_ABOVE_DEPOSIT", format!("psbt: {e}")),
+        ClaimError::AboveUsage { .. } => ApiError::bad_input("input.psbt", "CLAIM_ABOVE_USAGE", format!("psbt: {e}")),
+        ClaimError::Closed => ApiError::conflict("SESSION_CLOSED", e.to_string()),
+    }
+}
+
+/// A user's alert thresholds, or the defaults.
+pub async fn alert_thresholds<C: ConnectionTrait>(db: &C, user_id: Uuid) -> ApiResult<Vec<u16>> {
+    match store::alert_thresholds(db, user_id).await? {
+        Some(json) => serde_json::from_str(&json).map_err(ApiError::internal),
+        None => Ok(DEFAULT_ALERT_THRESHOLDS_BPS.to_vec()),
+    }
+}
+
+pub async fn set_alert_thresholds(app: &AppState, user_id: Uuid, inputs: &[i64]) -> ApiResult<Vec<u16>> {
+    let thresholds = agora_domain::metering::parse_thresholds(inputs).map_err(|e| ApiError::invalid("input", e))?;
+    let json = serde_json::to_string(&thresholds).map_err(ApiError::internal)?;
+    store::set_alert_thresholds(&app.db, user_id, &json, app.clock.now()).await?;
+    Ok(thresholds)
+}
+
+/// The claim the buyer should sign next: everything recorded so far.
+pub async fn next_claim(app: &AppState, user_id: Uuid, order_id: Uuid) -> ApiResult<ClaimToSign> {
+    let (order, actor, s) = load_for(&app.db, order_id, user_id).await?;
+    require(actor, Actor::Buyer, "buyer")?;
+    require_open(&order)?;
+    let cumulative = s.session.total_amount;
+    s.session.check_claim(cumulative, claim_limit(app, &order)?).map_err(|e| match e {
+        ClaimError::NotIncreasing { .. } => ApiError::conflict(
+            "NOTHING_TO_CLAIM",
+            "no usage was recorded since the latest claim",
+        ),
+        other => claim_error(other),
+    })?;
+    let built = build_claim(app, &order, cumulative)?;
+    Ok(claim_to_sign(cumulative, &built))
+}
+
+fn decode_psbt(input: &str) -> ApiResult<Psbt> {
+    let bytes = BASE64
+        .decode(input.trim())
+        .map_err(|_| ApiError::bad_input("input.psbt", "MALFORMED_BASE64", "psbt: not valid base64"))?;
+    Psbt::deserialize(&bytes)
+        .map_err(|e| ApiError::bad_input("input.psbt", "MALFORMED_PSBT", format!("psbt: not a valid PSBT ({e})")))
+}
+
+fn mismatch(detail: &str) -> ApiError {
+    ApiError::bad_input("input.psbt", "PSBT_MISMATCH", format!("psbt: not the expected claim ({detail})"))
+}
+
+/// The cumulative amounts a claim PSBT may pay: every gross `c` whose net
+/// after commission is the provider output's value (rounding makes up to two
+/// neighbours share a net), smallest first.
+fn claimed_amounts(order: &Order, psbt: &Psbt) -> ApiResult<Vec<u64>> {
+    let b = btc(order)?;
+    let provider_script = b.payout_addresses()?.provider.script_pubkey();
+    let net = psbt
+        .unsigned_tx
+        .output
+        .iter()
+        .find(|o| o.script_pubkey == provider_script)
+        .map(|o| o.value.to_sat())
+        .ok_or_else(|| mismatch("it pays nothing to the provider's address"))?;
+    let bps = u128::from(order.terms.fees().commission_bps.get());
+    if bps >= 10_000 {
+        return Err(ApiError::internal("commission of 100 % leaves nothing to claim"));
+    }
+    let guess = u128::from(net) * 10_000 / (10_000 - bps);
+    let net_of = |c: u128| c - c * bps / 10_000;
+    let candidates: Vec<u64> = (guess.saturating_sub(3)..=guess + 3)
+        .filter(|c| net_of(*c) == u128::from(net))
+        .filter_map(|c| u64::try_from(c).ok())
+        .collect();
+    if candidates.is_empty() {
+        return Err(mismatch("the provider's output matches no claim amount"));
+    }
+    Ok(candidates)
+}
+
+/// Accepts the buyer's signed claim if it is exactly the expected payout for
+/// its amount, carries a valid signature of the buyer's key and only that,
+/// and pays more than the latest claim and no more than the deposit allows.
+pub async fn submit_claim(app: &AppState, user_id: Uuid, order_id: Uuid, psbt_b64: &str) -> ApiResult<(MeteredSession, u64)> {
+    let now = app.clock.now();
+    let txn = app.db.begin().await?;
+    let (order, actor, mut s) = load_for(&txn, order_id, user_id).await?;
+    require(actor, Actor::Buyer, "buyer")?;
+    require_open(&order)?;
+    let submitted = decode_psbt(psbt_b64)?;
+    let limit = claim_limit(app, &order)?;
+    // The amount is read from the transaction, then the whole transaction must
+    // be exactly the claim this service builds for that amount.
+    let mut refusal: Option<ApiError> = None;
+    let mut found: Option<(u64, PayoutPlan)> = None;
+    for candidate in claimed_amounts(&order, &submitted)? {
+        if let Err(e) = s.session.check_claim(candidate, limit) {
+            refusal.get_or_insert(claim_error(e));
+            continue;
+        }
+        let built = build_claim(app, &order, candidate)?;
+        if submitted.unsigned_tx == built.expected.unsigned_tx() {
+            found = Some((candidate, built));
+            break;
+        }
+    }
+    let Some((cumulative, built)) = found else {
+        return Err(refusal.unwrap_or_else(|| {
+            mismatch("its inputs, outputs, fee or addresses differ from the claim for this amount")
+        }));
+    };
+    let b = btc(&order)?;
+    let escrow = b.descriptor()?;
+    let outcome = import_signed_psbt(&escrow, &built.expected, &built.psbt, psbt_b64).map_err(claim_import_error)?;
+    let only_buyer = outcome
+        .signers
+        .iter()
+        .all(|signers| signers.len() == 1 && signers.contains(&EscrowParty::Buyer));
+    if !only_buyer || outcome.signers.is_empty() {
+        return Err(ApiError::bad_input(
+            "input.psbt",
+            "UNEXPECTED_SIGNER",
+            "psbt: a claim carries exactly the buyer's signature on every input, and no other",
+        ));
+    }
+    let txid = built.expected.unsigned_tx().compute_txid().to_string();
+    let stored = BASE64.encode(outcome.psbt.serialize());
+    s.session.latest_claim = cumulative;
+    s.record.latest_claim_psbt = Some(stored.clone());
+    s.record.latest_claim_txid = Some(txid.clone());
+    save_session(app, &txn, &mut s, now).await?;
+    match store::insert_claim(
+        &txn,
+        &ClaimRecord {
+            id: Uuid::now_v7(),
+            order_id,
+            cumulative,
+            txid: txid.clone(),
+            psbt: stored,
+            submitted_at: now,
+        },
+    )
+    .await
+    {
+        Err(StoreError::Duplicate) => {
+            return Err(ApiError::conflict("CLAIM_NOT_INCREASING", "psbt: this amount was already claimed"))
+        }
+        other => other?,
+    }
+    txn.commit().await?;
+    tracing::info!(order.id = %order_id, escrow.txid = %txid, claim.cumulative = cumulative, "claim accepted");
+    Ok((s, cumulative))
+}
+
+fn claim_import_error(e: agora_escrow::btc::PsbtImportError) -> ApiError {
+    use agora_escrow::btc::PsbtImportError as E;
+    let (reason, message) = match &e {
+        E::MalformedBase64 => ("MALFORMED_BASE64", "psbt: not valid base64".to_owned()),
+        E::MalformedPsbt(d) => ("MALFORMED_PSBT", format!("psbt: not a valid PSBT ({d})")),
+        E::TransactionMismatch { .. } => ("PSBT_MISMATCH", format!("psbt: {e}")),
+        E::UnexpectedSigner { .. } => ("UNEXPECTED_SIGNER", format!("psbt: {e}")),
+        E::InvalidSignature { .. } => ("INVALID_SIGNATURE", format!("psbt: {e}")),
+        E::UnsupportedSighash { .. } => ("UNSUPPORTED_SIGHASH", format!("psbt: {e}")),
+        E::NoSignatures => ("NO_SIGNATURES", "psbt: the claim is not signed".to_owned()),
+        E::AlreadyFinalized { .. } => ("ALREADY_FINALIZED", "psbt: submit the signed, unfinalized PSBT".to_owned()),
+        _ => return ApiError::internal(e),
+    };
+    ApiError::bad_input("input.psbt", reason, message)
+}
+
+/// The buyer stops the session: no further usage is accepted.
+pub async fn cap_session(app: &AppState, user_id: Uuid, order_id: Uuid) -> ApiResult<MeteredSession> {
+    let now = app.clock.now();
+    let txn = app.db.begin().await?;
+    let (_, actor, mut s) = load_for(&txn, order_id, user_id).await?;
+    require(actor, Actor::Buyer, "buyer")?;
+    if !s.session.capped {
+        s.session.capped = true;
+        save_session(app, &txn, &mut s, now).await?;
+    }
+    txn.commit().await?;
+    Ok(s)
+}
+
+/// The provider settles with the buyer's latest claim: completing it with
+/// `provider_psbt` (its own signature), or, without one, asking the
+/// marketplace key to co-sign under the policy rule "a provider's settlement
+/// that pays at most the buyer's latest valid claim". The escrow moves to
+/// PayingOut with the finalized, consensus-checked transaction; the watcher
+/// broadcasts and confirms it.
+pub async fn close_session(
+    app: &AppState,
+    user_id: Uuid,
+    order_id: Uuid,
+    provider_psbt: Option<&str>,
+) -> ApiResult<(Order, MeteredSession)> {
+    let now = app.clock.now();
+    let txn = app.db.begin().await?;
+    let (order, actor, mut s) = load_for(&txn, order_id, user_id).await?;
+    require(actor, Actor::Provider, "provider")?;
+    require_open(&order)?;
+    let (Some(claim_psbt), Some(claim_txid)) = (s.record.latest_claim_psbt.clone(), s.record.latest_claim_txid.clone())
+    else {
+        return Err(ApiError::conflict("NO_CLAIM", "the buyer has not signed any claim yet"));
+    };
+    if let Some(p) = provider_psbt {
+        let txid = decode_psbt(p)?.unsigned_tx.compute_txid().to_string();
+        if txid != claim_txid {
+            let older = store::claims_of(&txn, order_id).await?.into_iter().any(|c| c.txid == txid);
+            return Err(if older {
+                ApiError::conflict("CLAIM_NOT_LATEST", "psbt: this is an older claim; complete the buyer's latest claim")
+            } else {
+                mismatch("it is not the buyer's latest claim")
+            });
+        }
+    }
+    let claimed = Amount::new(order.terms.asset(), s.session.latest_claim).map_err(ApiError::internal)?;
+    let event = EscrowEvent::SettleClaim {
+        claimed,
+        latest_claim: claimed,
+        service_cosigns: provider_psbt.is_none(),
+    };
+    let mut order = orders::transition(app, &txn, order, Actor::Provider, &event, now).await?;
+    let EscrowRecord::Bitcoin(b) = &mut order.escrow else {
+        return Err(ApiError::internal("claim on a non-Bitcoin escrow"));
+    };
+    if b.payout.as_ref().map(|p| p.txid.to_string()) != Some(claim_txid.clone()) {
+        return Err(ApiError::conflict(
+            "PAYOUT_CHANGED",
+            "the fee rate or the funding changed since the claim was signed; complete the claim yourself or ask the buyer for a new one",
+        ));
+    }
+    b.import_signatures(&claim_psbt)?;
+    if let Some(p) = provider_psbt {
+        b.import_signatures(p)?;
+    }
+    if !order.escrow.payout_complete() {
+        return Err(ApiError::bad_input(
+            "input.psbt",
+            "MISSING_SIGNATURE",
+            "psbt: it does not carry your signature on every input",
+        ));
+    }
+    orders::save_and_hint(app, &txn, &mut order, now).await?;
+    s.session.closed = true;
+    save_session(app, &txn, &mut s, now).await?;
+    txn.commit().await?;
+    tracing::info!(order.id = %order_id, escrow.txid = %claim_txid, "metered session settled with the latest claim");
+    Ok((order, s))
+}
