@@ -266,7 +266,52 @@ async fn usage_alerts_fire_exactly_once_per_threshold(app: TestApp) {
     assert_refused(&record(&app, &p, &order, 2_000, now).await, "CONFLICT", "DEPOSIT_EXHAUSTED");
 }
 
+/// A metered deposit is never released whole: not by the buyer, not by the
+/// review window passing; it is settled with the latest claim.
+async fn a_metered_deposit_is_never_released_whole(app: TestApp) {
+    let (p, order) = session(&app).await;
+    let q = "mutation($i: OrderActionInput!) { releaseFunds(input: $i) { order { status } } }";
+    let release = app.gql(q, json!({"i": {"orderId": order["id"]}}), Some(&p.buyer.access_token)).await;
+    assert_refused(&release, "CONFLICT", "METERED_SESSION");
+    let q = "mutation($i: OrderActionInput!) { markDelivered(input: $i) { order { status } } }";
+    app.gql(q, json!({"i": {"orderId": order["id"]}}), Some(&p.provider.access_token)).await.ok();
+    app.clock.advance(chrono::Duration::days(30));
+    agora_api::orders::scheduler::sweep(&app.state, agora_domain::clock::Clock::now(app.clock.as_ref())).await.unwrap();
+    let q = "query($id: ID!) { order(id: $id) { status } }";
+    let o = app.gql(q, json!({"id": order["id"]}), Some(&p.buyer.access_token)).await.ok();
+    assert_eq!(o["order"]["status"], "DELIVERED");
+}
+
+/// A dispute over a metered order carries the buyer's latest claim as evidence.
+async fn a_dispute_on_a_metered_order_carries_the_latest_claim(app: TestApp) {
+    let (p, order) = session(&app).await;
+    // An hour from now, whatever the hour: the price does not matter here.
+    app.clock.advance(Duration::hours(1));
+    record(&app, &p, &order, 100, app.clock.now()).await.ok();
+    let claim = next_claim(&app, &p, &order).await;
+    let psbt = claim["psbt"].as_str().unwrap();
+    let escrow = app
+        .gql("query($id: ID!) { order(id: $id) { bitcoinEscrow { address descriptor timelockBlocks buyerPublicKey buyerRefundPublicKey providerPublicKey arbitratorPublicKey } } }",
+            json!({"id": order["id"]}), Some(&p.buyer.access_token))
+        .await
+        .ok()["order"]["bitcoinEscrow"]
+        .clone();
+    let signed = p.buyer_wallet.sign(&escrow, psbt);
+    submit_claim(&app, &p, &order, &signed).await.ok();
+    let q = "mutation($i: OpenDisputeInput!) { openDispute(input: $i) { dispute { statements { authorRole text attachments { mediaType } } } } }";
+    let d = app
+        .gql(q, json!({"i": {"orderId": order["id"], "statement": "The provider overbilled."}}), Some(&p.buyer.access_token))
+        .await
+        .ok();
+    let statements = d["openDispute"]["dispute"]["statements"].as_array().unwrap().clone();
+    let evidence = statements.iter().find(|s| s["authorRole"] == "system").expect("the claim is attached");
+    assert_eq!(evidence["attachments"][0]["mediaType"], "application/psbt");
+    assert!(evidence["text"].as_str().unwrap().contains(&signed));
+}
+
 on_both_backends!(
+    a_dispute_on_a_metered_order_carries_the_latest_claim,
+    a_metered_deposit_is_never_released_whole,
     bandwidth_sold_per_mb_with_a_peak_multiplier_is_settled_by_the_provider_alone,
     the_service_cosigns_the_latest_claim_when_the_provider_asks,
     usage_alerts_fire_exactly_once_per_threshold,

@@ -260,6 +260,7 @@ pub async fn open(
         },
     )
     .await?;
+    attach_latest_claim(&txn, &order, dispute.id, now).await?;
     let other = if actor == Actor::Buyer { order.record.provider_id } else { order.record.buyer_id };
     notify(
         &txn,
@@ -280,6 +281,42 @@ pub async fn open(
     }
     tracing::info!(dispute.id = %dispute.id, order.id = %order_id, "dispute opened");
     Ok(dispute)
+}
+
+/// On a metered order, the buyer's latest claim goes into the case as evidence:
+/// the signed PSBT itself, referenced by its hash like any attachment.
+async fn attach_latest_claim(txn: &DatabaseTransaction, order: &Order, dispute_id: Uuid, now: DateTime<Utc>) -> ApiResult<()> {
+    if !order.is_metered() {
+        return Ok(());
+    }
+    let claims = agora_persistence::metering::claims_of(txn, order.id()).await?;
+    let Some(latest) = claims.iter().max_by_key(|c| c.cumulative) else {
+        return Ok(());
+    };
+    use sha2::{Digest, Sha256};
+    let attachment = Attachment {
+        content_hash: hex::encode(Sha256::digest(latest.psbt.as_bytes())),
+        size: latest.psbt.len() as u64,
+        media_type: "application/psbt".into(),
+        name: Some("latest-claim.psbt.base64".into()),
+    };
+    store::insert_statement(
+        txn,
+        &StatementRecord {
+            id: Uuid::now_v7(),
+            dispute_id,
+            author_id: order.record.buyer_id,
+            author_role: "system".into(),
+            text: format!(
+                "The buyer's latest claim: {} minor units to the provider (txid {}), signed {}.\nPSBT: {}",
+                latest.cumulative, latest.txid, latest.submitted_at, latest.psbt
+            ),
+            attachments_json: serde_json::to_string(&[attachment]).map_err(ApiError::internal)?,
+            at: now,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// A party or the arbitrator adds a statement (with evidence).

@@ -78,6 +78,11 @@ impl Order {
         self.record.id
     }
 
+    /// Whether the order is a metered session (paid through claims).
+    pub fn is_metered(&self) -> bool {
+        matches!(self.terms.listing().pricing, agora_domain::order::PricingSnapshot::Metered { .. })
+    }
+
     /// The role `user_id` plays in this order, if any.
     pub fn actor_of(&self, user_id: Uuid) -> Option<Actor> {
         if user_id == self.record.buyer_id {
@@ -186,6 +191,14 @@ pub async fn act(app: &AppState, id: Uuid, caller: Caller, event: EscrowEvent) -
         Caller::System => Actor::System,
         Caller::Chain => Actor::Chain,
     };
+    // A metered deposit pays the provider only what the buyer's claims cover;
+    // releasing it whole would pay for usage nobody signed for.
+    if order.is_metered() && matches!(event, EscrowEvent::ReleaseFunds | EscrowEvent::ReviewWindowElapsed) {
+        return Err(ApiError::conflict(
+            "METERED_SESSION",
+            "a metered order is settled with the buyer's latest claim (closeSession), not released whole",
+        ));
+    }
     let order = transition(app, &txn, order, actor, &event, now).await?;
     txn.commit().await?;
     Ok(order)

@@ -36,11 +36,12 @@ fn due_event(order: &Order, now: DateTime<Utc>) -> Option<EscrowEvent> {
         EscrowState::Funded { .. } | EscrowState::Cancelling { delivered_at: None, .. } if passed(now, d.delivery_by) => {
             Some(EscrowEvent::DeliveryDeadlinePassed)
         }
+        // Metered sessions never auto-release the whole deposit (see `orders::act`).
         EscrowState::Delivered { delivered_at, .. }
         | EscrowState::Cancelling {
             delivered_at: Some(delivered_at),
             ..
-        } if passed(now, d.review_ends(*delivered_at)) => Some(EscrowEvent::ReviewWindowElapsed),
+        } if passed(now, d.review_ends(*delivered_at)) && !order.is_metered() => Some(EscrowEvent::ReviewWindowElapsed),
         // Late funds of an expired order: the marketplace may co-sign their
         // refund once the delivery deadline has passed too.
         EscrowState::PayingOut { payout, .. }
