@@ -162,6 +162,15 @@ async fn an_appeal_goes_to_a_different_arbitrator_whose_decision_is_final(app: T
     assert_eq!(o["payout"]["providerBps"], 7_000);
     // Once is enough.
     assert_eq!(appeal(&app, &d, &p.buyer.access_token).await.error_code(), Some("CONFLICT"));
+    // The first arbitrator's record shows the overturned appeal; the second's a decided case.
+    let q = "query($id: ID!) { arbitratorRecord(userId: $id) { casesAssigned casesDecided appeals appealsDecided appealsOverturned medianSecondsToDecision } }";
+    let first_record = app.gql(q, json!({"id": first.user_id}), Some(&p.buyer.access_token)).await.ok()["arbitratorRecord"].clone();
+    assert_eq!(first_record["casesDecided"], 1);
+    assert_eq!(first_record["appeals"], 1);
+    assert_eq!(first_record["appealsOverturned"], 1);
+    let second_record = app.gql(q, json!({"id": second.user_id}), Some(&p.buyer.access_token)).await.ok()["arbitratorRecord"].clone();
+    assert_eq!(second_record["casesDecided"], 1);
+    assert_eq!(second_record["appeals"], 0);
 }
 
 async fn an_appeal_after_the_window_is_refused(app: TestApp) {

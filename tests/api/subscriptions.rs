@@ -90,7 +90,32 @@ async fn outsiders_and_anonymous_clients_cannot_follow_an_order(app: TestApp) {
     assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{refused}");
 }
 
+async fn a_dispute_is_followed_by_its_parties(app: TestApp) {
+    let p = parties(&app, json!({})).await;
+    let order = place(&app, &p).await;
+    fund(&app, &order, 50_000, 1).await;
+    let q = "mutation($i: OpenDisputeInput!) { openDispute(input: $i) { dispute { id } } }";
+    let d = app
+        .gql(q, json!({"i": {"orderId": order["id"], "statement": "Late."}}), Some(&p.buyer.access_token))
+        .await
+        .ok()["openDispute"]["dispute"]["id"]
+        .clone();
+    let mut socket = connect(&app, Some(&p.provider.access_token)).await;
+    let sub = "subscription($id: ID!) { disputeUpdated(id: $id) { status respondedAt version } }";
+    socket
+        .send(Message::Text(json!({"id": "1", "type": "subscribe", "payload": {"query": sub, "variables": {"id": d}}}).to_string().into()))
+        .await
+        .unwrap();
+    let first = next(&mut socket).await;
+    assert!(first["payload"]["data"]["disputeUpdated"]["respondedAt"].is_null(), "{first}");
+    let q = "mutation($i: AddStatementInput!) { addDisputeStatement(input: $i) { dispute { id } } }";
+    app.gql(q, json!({"i": {"disputeId": d, "statement": "It arrived."}}), Some(&p.provider.access_token)).await.ok();
+    let second = next(&mut socket).await;
+    assert!(second["payload"]["data"]["disputeUpdated"]["respondedAt"].is_string(), "{second}");
+}
+
 on_both_backends!(
+    a_dispute_is_followed_by_its_parties,
     a_party_is_pushed_every_change_of_its_order,
     outsiders_and_anonymous_clients_cannot_follow_an_order,
 );
