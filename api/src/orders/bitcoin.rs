@@ -259,7 +259,7 @@ impl BtcEscrow {
 
     fn store_signatures(&mut self, psbt: Psbt, final_tx: Option<bitcoin::Transaction>) -> Result<(), ApiError> {
         let escrow = self.descriptor()?;
-        let keys = escrow.keys().clone();
+        let keys = *escrow.keys();
         let signed_by: Vec<EscrowParty> = EscrowParty::ALL
             .into_iter()
             .filter(|party| {

@@ -191,7 +191,7 @@ impl BitcoinCoreRpc {
 
 /// Core's `estimatesmartfee` rate (BTC/kvB) in whole sat/vB, rounded up, at least 1.
 fn btc_per_kvb_to_sat_per_vb(rate: f64) -> Option<u64> {
-    if !rate.is_finite() || rate < 0.0 || rate > 21e6 {
+    if !rate.is_finite() || !(0.0..=21e6).contains(&rate) {
         return None;
     }
     // Whole sat/kvB first: the node computed it in satoshis, the float only carried it.

@@ -56,7 +56,7 @@ pub(crate) fn transport_error(e: reqwest::Error) -> SourceError {
 /// port promises: rounded up (paying a fraction more beats missing the target),
 /// never below 1. `None` for a value no fee market produces.
 pub(crate) fn whole_sat_per_vb(rate: f64) -> Option<u64> {
-    if !rate.is_finite() || rate < 0.0 || rate > 1e9 {
+    if !rate.is_finite() || !(0.0..=1e9).contains(&rate) {
         return None;
     }
     // To millisat/vB first, so float noise (2.0000000001) does not round up a whole rate.
