@@ -228,6 +228,12 @@ pub struct Session {
     pub closed: bool,
     /// Thresholds (basis points of the deposit) that already fired.
     pub fired_alerts: Vec<u16>,
+    /// A top-up: the order whose session this one continues with a new deposit.
+    #[serde(default)]
+    pub continues: Option<uuid::Uuid>,
+    /// The order that continues this session with a new deposit, once placed.
+    #[serde(default)]
+    pub continued_by: Option<uuid::Uuid>,
 }
 
 impl Session {

@@ -31,7 +31,7 @@ async fn app(backend: Backend) -> TestApp {
     .await
 }
 
-fn rpc(app: &TestApp) -> BitcoinCoreRpc {
+pub fn rpc(app: &TestApp) -> BitcoinCoreRpc {
     BitcoinCoreRpc::new(
         &app.chains().bitcoin_rpc_url,
         Some((DEVNET_RPC_USER.to_owned(), DEVNET_RPC_PASSWORD.to_owned())),
@@ -43,7 +43,7 @@ fn esplora(app: &TestApp) -> Esplora {
 }
 
 /// Steps the watcher until it has nothing left to do; returns the steps.
-async fn catch_up<S: BitcoinSource>(w: &BitcoinWatcher<S>) -> Vec<Step> {
+pub async fn catch_up<S: BitcoinSource>(w: &BitcoinWatcher<S>) -> Vec<Step> {
     let mut steps = Vec::new();
     loop {
         let step = w.step().await.expect("watcher step");
@@ -58,7 +58,7 @@ async fn listing_parties(app: &TestApp) -> Parties {
     parties(app, json!({"deliveryWindowHours": 1})).await
 }
 
-fn escrow_address(order: &Value) -> Address {
+pub fn escrow_address(order: &Value) -> Address {
     Address::from_str(order["bitcoinEscrow"]["address"].as_str().unwrap()).unwrap().assume_checked()
 }
 

@@ -5,16 +5,20 @@
 use std::str::FromStr;
 
 use agora_domain::clock::Clock;
-use agora_escrow::btc::{finalize_payout, verify_spends, ExpectedPayout};
+use agora_escrow::btc::{
+    build_refund, finalize_payout, finalize_refund, sign_escrow_input, verify_spends, ExpectedPayout, FundingUtxo,
+};
 use agora_tests::wallet::{descriptor_of, spent_outputs, transaction, Wallet};
-use agora_tests::{on_both_backends, GqlResponse, TestApp};
+use agora_api::watcher::bitcoin::BitcoinWatcher;
+use agora_tests::{for_both_backends, on_both_backends, Backend, GqlResponse, TestApp};
 use bitcoin::base64::engine::general_purpose::STANDARD as BASE64;
 use bitcoin::base64::Engine;
 use bitcoin::psbt::Psbt;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{json, Value};
 
-use crate::orders_btc::{fund, parties, place_with, Parties, ORDER_FIELDS};
+use crate::chains_btc::{catch_up, escrow_address, rpc};
+use crate::orders_btc::{fund, get_order, parties, place_with, Parties, ORDER_FIELDS};
 
 const SESSION: &str = "orderId deposit claimableLimit totalQuantity totalAmount latestClaim unclaimed latestClaimTxid
     latestClaimPsbt usedBps firedAlertsBps capped closed peakWindows { days start end multiplierBps }
@@ -71,9 +75,18 @@ fn script_of(address: &Value) -> bitcoin::ScriptBuf {
     bitcoin::Address::from_str(address.as_str().unwrap()).unwrap().assume_checked().script_pubkey()
 }
 
-/// A provider selling bandwidth at 10 sats/MB, ×1.5 from 12:00 to 18:00 UTC
-/// every day; a buyer with a 100 000 sat deposit, funded.
+/// The bandwidth session with a 100 000 sat deposit, funded (by a chain
+/// event delivered directly, without a chain).
 async fn session(app: &TestApp) -> (Parties, Value) {
+    let p = bandwidth_parties(app).await;
+    let order = place_with(app, &p, json!({"deposit": "100000"}), &p.buyer.access_token).await.ok()["placeOrder"]["order"].clone();
+    fund(app, &order, 100_000, 6).await;
+    (p, order)
+}
+
+/// A provider selling bandwidth at 10 sats/MB, ×1.5 from 12:00 to 18:00 UTC
+/// every day (overlapping or discounting windows refused), and a buyer.
+async fn bandwidth_parties(app: &TestApp) -> Parties {
     let listing = json!({
         "category": "bandwidth",
         "pricing": { "metered": { "asset": "BTC", "unit": "megabyte", "pricePerUnit": "10", "minDeposit": "20000" } }
@@ -108,9 +121,7 @@ async fn session(app: &TestApp) -> (Parties, Value) {
     )
     .await
     .ok();
-    let order = place_with(app, &p, json!({"deposit": "100000"}), &p.buyer.access_token).await.ok()["placeOrder"]["order"].clone();
-    fund(app, &order, 100_000, 6).await;
-    (p, order)
+    p
 }
 
 async fn bandwidth_sold_per_mb_with_a_peak_multiplier_is_settled_by_the_provider_alone(app: TestApp) {
@@ -264,6 +275,30 @@ async fn usage_alerts_fire_exactly_once_per_threshold(app: TestApp) {
     assert_eq!(fired(&r), json!([]));
     // Beyond what the deposit can pay: refused.
     assert_refused(&record(&app, &p, &order, 2_000, now).await, "CONFLICT", "DEPOSIT_EXHAUSTED");
+
+    // Each crossing is one notification for each party: the lower threshold
+    // as a usage alert, the buyer's highest as "nearly exhausted".
+    for token in [&p.buyer.access_token, &p.provider.access_token] {
+        let alerts = usage_notifications(&app, token).await;
+        assert_eq!(
+            alerts.iter().map(|(kind, _)| kind.as_str()).collect::<Vec<_>>(),
+            ["DEPOSIT_NEARLY_EXHAUSTED", "USAGE_THRESHOLD"],
+            "newest first: {alerts:?}"
+        );
+        assert!(alerts[0].1.contains("90 %") && alerts[1].1.contains("25 %"), "{alerts:?}");
+    }
+}
+
+/// The caller's usage alerts, newest first, as (kind, subject).
+async fn usage_notifications(app: &TestApp, token: &str) -> Vec<(String, String)> {
+    let q = "{ myNotifications(first: 100) { edges { node { kind subject } } } }";
+    let all = app.gql(q, json!({}), Some(token)).await.ok()["myNotifications"]["edges"].clone();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["node"]["kind"].as_str().unwrap().to_owned(), e["node"]["subject"].as_str().unwrap().to_owned()))
+        .filter(|(kind, _)| kind == "USAGE_THRESHOLD" || kind == "DEPOSIT_NEARLY_EXHAUSTED")
+        .collect()
 }
 
 /// A metered deposit is never released whole: not by the buyer, not by the
@@ -309,10 +344,258 @@ async fn a_dispute_on_a_metered_order_carries_the_latest_claim(app: TestApp) {
     assert!(evidence["text"].as_str().unwrap().contains(&signed));
 }
 
+/// Off-peak (03:00) and peak (13:00) instants of the day after `placed`;
+/// the clock is moved three days on so both are in the past.
+fn off_peak_and_peak(app: &TestApp, placed: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    app.clock.advance(Duration::days(3));
+    let day = (placed + Duration::days(1)).duration_trunc(Duration::days(1)).unwrap();
+    (day + Duration::hours(3), day + Duration::hours(13))
+}
+
+/// The claim to sign next, signed by the buyer and accepted; returns the claim.
+async fn sign_next_claim(app: &TestApp, p: &Parties, order: &Value) -> Value {
+    let c = next_claim(app, p, order).await;
+    let signed = p.buyer_wallet.sign(&order["bitcoinEscrow"], c["psbt"].as_str().unwrap());
+    let s = submit_claim(app, p, order, &signed).await.ok();
+    assert_eq!(s["submitClaim"]["session"]["latestClaim"], c["cumulative"]);
+    c
+}
+
+/// What `tx` pays to `address`.
+fn paid_to(tx: &bitcoin::Transaction, address: &Value) -> u64 {
+    let script = script_of(address);
+    tx.output.iter().filter(|o| o.script_pubkey == script).map(|o| o.value.to_sat()).sum()
+}
+
+#[track_caller]
+fn assert_exact_split(tx: &bitcoin::Transaction, escrow: &Value, claim: &Value) {
+    let to = &escrow["payoutAddresses"];
+    assert_eq!(paid_to(tx, &to["provider"]), amount(&claim["providerAmount"]));
+    assert_eq!(paid_to(tx, &to["buyer"]), amount(&claim["buyerAmount"]));
+    assert_eq!(paid_to(tx, &to["marketplace"]), amount(&claim["commission"]));
+}
+
+/// The whole session on the local regtest chain: the watcher sees the deposit,
+/// usage runs across the peak window, the buyer signs two claims, the provider
+/// completes the latest with its own key, the watcher broadcasts and confirms it.
+async fn a_metered_session_settles_on_the_local_chain_with_the_exact_claim_split(backend: Backend) {
+    let app = TestApp::spawn_with_chains(backend).await;
+    let chains = app.chains();
+    let watcher = BitcoinWatcher::new(app.state.clone(), rpc(&app));
+    catch_up(&watcher).await;
+    let p = bandwidth_parties(&app).await;
+    let order = place_with(&app, &p, json!({"deposit": "100000"}), &p.buyer.access_token).await.ok()["placeOrder"]["order"].clone();
+    let placed = app.clock.now();
+    let funding = chains.bitcoin.faucet(&escrow_address(&order), 100_000).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let funded = get_order(&app, &order, &p.buyer.access_token).await;
+    assert_eq!(funded["status"], "FUNDED");
+
+    let (off_peak, peak) = off_peak_and_peak(&app, placed);
+    record(&app, &p, &order, 1_000, off_peak).await.ok();
+    let r = record(&app, &p, &order, 2_000, peak).await.ok();
+    assert_eq!(r["recordUsage"]["record"]["multiplierBps"], 15_000);
+    let c1 = sign_next_claim(&app, &p, &order).await;
+    assert_eq!(amount(&c1["cumulative"]), 40_000);
+    record(&app, &p, &order, 1_500, off_peak + Duration::hours(1)).await.ok();
+    let c2 = sign_next_claim(&app, &p, &order).await;
+    assert_eq!(amount(&c2["cumulative"]), 55_000);
+
+    // The provider completes the latest claim with only its own key.
+    let q = format!("query($id: ID!) {{ session(orderId: $id) {{ {SESSION} }} }}");
+    let s = app.gql(&q, json!({"id": order["id"]}), Some(&p.provider.access_token)).await.ok()["session"].clone();
+    let escrow = &order["bitcoinEscrow"];
+    let completed = p.provider_wallet.sign(escrow, s["latestClaimPsbt"].as_str().unwrap());
+    let closed = close(&app, &p, &order, Some(&completed)).await.ok();
+    assert_eq!(closed["closeSession"]["order"]["payout"]["txid"], c2["txid"]);
+
+    assert_eq!(watcher.broadcast_pending().await.unwrap(), 1);
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let settled = get_order(&app, &order, &p.buyer.access_token).await;
+    assert_eq!(settled["status"], "SETTLED");
+    assert_eq!(settled["settlement"]["txid"], c2["txid"]);
+    let txid = bitcoin::Txid::from_str(c2["txid"].as_str().unwrap()).unwrap();
+    let tx = chains.bitcoin.transaction(&txid).expect("the payout is on chain");
+    assert_eq!(tx.input.len(), 1);
+    assert_eq!(tx.input[0].previous_output.txid, funding);
+    assert_exact_split(&tx, escrow, &c2);
+    assert_eq!(amount(&c2["buyerAmount"]), 100_000 - 55_000 - amount(&c2["networkFee"]));
+    verify_spends(&tx, &spent_outputs(escrow, &tx, &[100_000])).expect("passes bitcoinconsensus");
+}
+
+async fn top_up(app: &TestApp, p: &Parties, order: &Value, deposit: &str) -> GqlResponse {
+    let q = format!(
+        "mutation($i: TopUpSessionInput!) {{ topUpSession(input: $i) {{ order {{ {ORDER_FIELDS} }} session {{ continuesOrderId {SESSION} }} }} }}"
+    );
+    let i = json!({"orderId": order["id"], "deposit": deposit, "buyerKeyId": p.buyer_key_id, "buyerRefundKeyId": p.buyer_refund_key_id});
+    app.gql(&q, json!({"i": i}), Some(&p.buyer.access_token)).await
+}
+
+/// A buyer alerted near the end of the deposit tops up with a new escrow for
+/// the same session and continues; the first escrow settles with its latest claim.
+async fn a_buyer_alerted_near_the_end_of_the_deposit_tops_up_and_continues(app: TestApp) {
+    let (p, order) = session(&app).await;
+    let (off_peak, _) = off_peak_and_peak(&app, app.clock.now());
+    let r = record(&app, &p, &order, 9_500, off_peak).await.ok();
+    assert_eq!(r["recordUsage"]["alertsFiredBps"], json!([5_000, 8_000, 9_500]));
+    let alerts = usage_notifications(&app, &p.buyer.access_token).await;
+    assert_eq!(alerts[0].0, "DEPOSIT_NEARLY_EXHAUSTED", "{alerts:?}");
+    let c = sign_next_claim(&app, &p, &order).await;
+    assert_eq!(amount(&c["cumulative"]), 95_000);
+
+    // Only the buyer tops up, once.
+    let q = "mutation($i: TopUpSessionInput!) { topUpSession(input: $i) { order { id } } }";
+    let i = json!({"orderId": order["id"], "deposit": "50000", "buyerKeyId": p.buyer_key_id});
+    assert_refused(&app.gql(q, json!({"i": i}), Some(&p.provider.access_token)).await, "FORBIDDEN", "WRONG_ROLE");
+    let t = top_up(&app, &p, &order, "50000").await.ok();
+    let next = t["topUpSession"]["order"].clone();
+    assert_eq!(next["status"], "AWAITING_FUNDING");
+    assert_eq!(t["topUpSession"]["session"]["continuesOrderId"], order["id"]);
+    assert_eq!(amount(&t["topUpSession"]["session"]["deposit"]), 50_000);
+    assert_eq!(amount(&t["topUpSession"]["session"]["totalAmount"]), 0);
+    assert_eq!(t["topUpSession"]["session"]["peakWindows"][0]["multiplierBps"], 15_000);
+    assert_ne!(next["bitcoinEscrow"]["address"], order["bitcoinEscrow"]["address"], "its own escrow");
+    assert_refused(&top_up(&app, &p, &order, "50000").await, "CONFLICT", "ALREADY_TOPPED_UP");
+    let q = "query($id: ID!) { session(orderId: $id) { continuedByOrderId } }";
+    let old = app.gql(q, json!({"id": order["id"]}), Some(&p.provider.access_token)).await.ok();
+    assert_eq!(old["session"]["continuedByOrderId"], next["id"]);
+
+    // Usage continues against the new deposit once it is funded.
+    assert_refused(&record(&app, &p, &next, 100, app.clock.now()).await, "CONFLICT", "WRONG_STATE");
+    fund(&app, &next, 50_000, 6).await;
+    let r = record(&app, &p, &next, 1_000, app.clock.now()).await.ok();
+    let used = amount(&r["recordUsage"]["record"]["amount"]);
+    assert_eq!(amount(&r["recordUsage"]["session"]["totalAmount"]), used);
+    assert_eq!(r["recordUsage"]["alertsFiredBps"], json!([]), "alerts count against the new deposit");
+    let c_next = sign_next_claim(&app, &p, &next).await;
+    assert_eq!(amount(&c_next["cumulative"]), used);
+
+    // The first escrow settles with its latest claim.
+    let s = app.gql(&format!("query($id: ID!) {{ session(orderId: $id) {{ {SESSION} }} }}"), json!({"id": order["id"]}), Some(&p.provider.access_token))
+        .await
+        .ok();
+    let completed = p.provider_wallet.sign(&order["bitcoinEscrow"], s["session"]["latestClaimPsbt"].as_str().unwrap());
+    let closed = close(&app, &p, &order, Some(&completed)).await.ok();
+    let tx = transaction(closed["closeSession"]["order"]["payout"]["transactionHex"].as_str().unwrap());
+    verify_spends(&tx, &spent_outputs(&order["bitcoinEscrow"], &tx, &[100_000])).expect("passes bitcoinconsensus");
+    assert_exact_split(&tx, &order["bitcoinEscrow"], &c);
+}
+
+/// A call where the buyer vanishes after a claim: usage goes on unclaimed, the
+/// buyer signs nothing more, and the provider settles the best (latest) claim
+/// alone; the transaction is valid for Bitcoin Core's interpreter and mined.
+async fn the_provider_settles_the_best_claim_alone_after_the_buyer_vanishes(backend: Backend) {
+    let app = TestApp::spawn_with_chains(backend).await;
+    let chains = app.chains();
+    let watcher = BitcoinWatcher::new(app.state.clone(), rpc(&app));
+    catch_up(&watcher).await;
+    let p = bandwidth_parties(&app).await;
+    let order = place_with(&app, &p, json!({"deposit": "100000"}), &p.buyer.access_token).await.ok()["placeOrder"]["order"].clone();
+    let placed = app.clock.now();
+    chains.bitcoin.faucet(&escrow_address(&order), 100_000).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let (off_peak, peak) = off_peak_and_peak(&app, placed);
+    record(&app, &p, &order, 1_000, off_peak).await.ok();
+    sign_next_claim(&app, &p, &order).await;
+    record(&app, &p, &order, 500, peak).await.ok();
+    let best = sign_next_claim(&app, &p, &order).await;
+    assert_eq!(amount(&best["cumulative"]), 17_500);
+    // The buyer vanishes: this usage is never claimed; only it is at risk.
+    let r = record(&app, &p, &order, 300, peak + Duration::hours(1)).await.ok();
+    assert_eq!(amount(&r["recordUsage"]["session"]["unclaimed"]), 4_500);
+
+    let latest = r["recordUsage"]["session"]["latestClaimPsbt"].as_str().unwrap().to_owned();
+    let escrow = &order["bitcoinEscrow"];
+    let completed = p.provider_wallet.sign(escrow, &latest);
+    let descriptor = descriptor_of(escrow);
+    let psbt = decode(&completed);
+    let expected = ExpectedPayout::from_psbt(&descriptor, &psbt).unwrap();
+    let tx = finalize_payout(&descriptor, &expected, &psbt).expect("buyer's claim + provider's key complete the 2-of-3");
+    verify_spends(&tx, &spent_outputs(escrow, &tx, &[100_000])).expect("passes bitcoinconsensus");
+    assert_exact_split(&tx, escrow, &best);
+
+    close(&app, &p, &order, Some(&completed)).await.ok();
+    assert_eq!(watcher.broadcast_pending().await.unwrap(), 1);
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let settled = get_order(&app, &order, &p.provider.access_token).await;
+    assert_eq!(settled["status"], "SETTLED");
+    let mined = chains.bitcoin.transaction(&tx.compute_txid()).expect("the provider's settlement is on chain");
+    verify_spends(&mined, &spent_outputs(escrow, &mined, &[100_000])).expect("passes bitcoinconsensus");
+    assert_exact_split(&mined, escrow, &best);
+}
+
+/// The buyer alone cannot take more than the remainder of its latest claim:
+/// it cannot close the session, cannot complete its own claim without a
+/// second key, cannot lower its claim, and its refund key is locked until
+/// the timelock.
+async fn the_buyer_alone_cannot_take_more_than_the_remainder(backend: Backend) {
+    let app = TestApp::spawn_with_chains(backend).await;
+    let chains = app.chains();
+    let watcher = BitcoinWatcher::new(app.state.clone(), rpc(&app));
+    catch_up(&watcher).await;
+    let p = bandwidth_parties(&app).await;
+    let order = place_with(&app, &p, json!({"deposit": "100000"}), &p.buyer.access_token).await.ok()["placeOrder"]["order"].clone();
+    let funding = chains.bitcoin.faucet(&escrow_address(&order), 100_000).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    app.clock.advance(Duration::hours(1));
+    record(&app, &p, &order, 3_000, app.clock.now()).await.ok();
+    let claim = sign_next_claim(&app, &p, &order).await;
+    let escrow = &order["bitcoinEscrow"];
+
+    // Not through the marketplace: closing is the provider's.
+    let signed = p.buyer_wallet.sign(escrow, claim["psbt"].as_str().unwrap());
+    let q = "mutation($i: CloseSessionInput!) { closeSession(input: $i) { session { closed } } }";
+    for psbt in [None, Some(signed.as_str())] {
+        let by_buyer = app.gql(q, json!({"i": {"orderId": order["id"], "psbt": psbt}}), Some(&p.buyer.access_token)).await;
+        assert_refused(&by_buyer, "FORBIDDEN", "WRONG_ROLE");
+    }
+    // Not on chain: its claim needs a second signature ...
+    let descriptor = descriptor_of(escrow);
+    let psbt = decode(&signed);
+    let expected = ExpectedPayout::from_psbt(&descriptor, &psbt).unwrap();
+    assert!(finalize_payout(&descriptor, &expected, &psbt).is_err(), "one key does not spend a 2-of-3");
+    // ... and its refund key only opens the timelocked path after T blocks.
+    let funding_tx = chains.bitcoin.transaction(&funding).unwrap();
+    let vout = funding_tx.output.iter().position(|o| o.script_pubkey == descriptor.script_pubkey()).unwrap();
+    let utxo = FundingUtxo {
+        outpoint: bitcoin::OutPoint::new(funding, vout as u32),
+        value: funding_tx.output[vout].value,
+    };
+    let refund = build_refund(&descriptor, &[utxo], &p.buyer_wallet.address(), 2).unwrap();
+    let mut refund_psbt = refund.psbt.clone();
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    sign_escrow_input(&secp, &mut refund_psbt, 0, &descriptor, &p.buyer_refund_wallet.secret()).unwrap();
+    let refund_tx = finalize_refund(&descriptor, &refund.expected, &refund_psbt).unwrap();
+    assert!(chains.bitcoin.submit(&refund_tx).is_err(), "the refund path is closed before the timelock");
+    // Nor by signing a smaller claim.
+    let mut lower = decode(claim["psbt"].as_str().unwrap());
+    let provider_script = script_of(&escrow["payoutAddresses"]["provider"]);
+    let out = lower.unsigned_tx.output.iter_mut().find(|o| o.script_pubkey == provider_script).unwrap();
+    out.value = bitcoin::Amount::from_sat(1_000);
+    let lower = p.buyer_wallet.sign(escrow, &encode(&lower));
+    assert_refused(&submit_claim(&app, &p, &order, &lower).await, "CONFLICT", "CLAIM_NOT_INCREASING");
+    let q = format!("query($id: ID!) {{ session(orderId: $id) {{ {SESSION} }} }}");
+    let s = app.gql(&q, json!({"id": order["id"]}), Some(&p.buyer.access_token)).await.ok()["session"].clone();
+    assert_eq!(s["latestClaim"], claim["cumulative"]);
+    assert_eq!(s["closed"], false);
+}
+
 on_both_backends!(
+    a_buyer_alerted_near_the_end_of_the_deposit_tops_up_and_continues,
     a_dispute_on_a_metered_order_carries_the_latest_claim,
     a_metered_deposit_is_never_released_whole,
     bandwidth_sold_per_mb_with_a_peak_multiplier_is_settled_by_the_provider_alone,
     the_service_cosigns_the_latest_claim_when_the_provider_asks,
     usage_alerts_fire_exactly_once_per_threshold,
+);
+
+for_both_backends!(
+    a_metered_session_settles_on_the_local_chain_with_the_exact_claim_split,
+    the_provider_settles_the_best_claim_alone_after_the_buyer_vanishes,
+    the_buyer_alone_cannot_take_more_than_the_remainder,
 );

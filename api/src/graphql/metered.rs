@@ -180,6 +180,14 @@ impl SessionObject {
     async fn closed(&self) -> bool {
         self.session.session.closed
     }
+    /// A top-up: the order whose session this one continues.
+    async fn continues_order_id(&self) -> Option<ID> {
+        self.session.session.continues.map(|id| super::node::global_id(NodeType::Order, id))
+    }
+    /// The order that continues this session with a new deposit, once placed.
+    async fn continued_by_order_id(&self) -> Option<ID> {
+        self.session.session.continued_by.map(|id| super::node::global_id(NodeType::Order, id))
+    }
     async fn peak_windows(&self) -> Vec<PeakWindow> {
         windows(&self.session.windows)
     }
@@ -249,6 +257,17 @@ pub struct CloseSessionInput {
 }
 
 #[derive(InputObject)]
+pub struct TopUpSessionInput {
+    /// The session's current order.
+    pub order_id: ID,
+    /// The new deposit, at least the listing's minimum.
+    pub deposit: MinorUnits,
+    /// Your keys for the new escrow, as in `placeOrder`.
+    pub buyer_key_id: ID,
+    pub buyer_refund_key_id: Option<ID>,
+}
+
+#[derive(InputObject)]
 pub struct SetUsageAlertThresholdsInput {
     /// Basis points of the deposit, 1 to 10000, at most 10.
     pub thresholds_bps: Vec<i32>,
@@ -271,6 +290,14 @@ pub struct RecordUsagePayload {
 pub struct CloseSessionPayload {
     pub session: SessionObject,
     pub order: OrderObject,
+}
+
+#[derive(SimpleObject)]
+pub struct TopUpSessionPayload {
+    /// The follow-up order: fund its escrow to continue the session.
+    pub order: OrderObject,
+    /// The session continued on the follow-up order.
+    pub session: SessionObject,
 }
 
 #[derive(SimpleObject)]
@@ -396,6 +423,30 @@ impl MeteredMutation {
         let (order, s) = metered::close_session(state(ctx), v.user_id, id, input.psbt.as_deref()).await?;
         Ok(CloseSessionPayload {
             session: session_object(ctx, s).await?,
+            order: OrderObject(order),
+        })
+    }
+
+    /// Buyer: tops up a session by placing a follow-up order with its own
+    /// escrow and deposit. Usage continues against it once it is funded; the
+    /// provider settles the current escrow with its latest claim.
+    async fn top_up_session(&self, ctx: &Context<'_>, input: TopUpSessionInput) -> ApiResult<TopUpSessionPayload> {
+        let v = viewer(ctx).await?;
+        let id = order_id(&input.order_id)?;
+        let deposit = input.deposit.0.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad_input("input.deposit", "INVALID_FORMAT", "input.deposit: a positive integer of minor units")
+        })?;
+        let buyer_key_id = super::order::key_id(&input.buyer_key_id, "input.buyerKeyId")?;
+        let buyer_refund_key_id = input
+            .buyer_refund_key_id
+            .as_ref()
+            .map(|k| super::order::key_id(k, "input.buyerRefundKeyId"))
+            .transpose()?;
+        let app = state(ctx);
+        let order = metered::top_up_session(app, v.user_id, id, deposit, buyer_key_id, buyer_refund_key_id).await?;
+        let session = metered::load_session(&app.db, order.id()).await?;
+        Ok(TopUpSessionPayload {
+            session: session_object(ctx, session).await?,
             order: OrderObject(order),
         })
     }

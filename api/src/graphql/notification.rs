@@ -38,6 +38,8 @@ pub enum NotificationKindGql {
     Appeal,
     TimelockMarginAlert,
     Escalated,
+    UsageThreshold,
+    DepositNearlyExhausted,
 }
 
 impl From<NotificationKind> for NotificationKindGql {
@@ -56,6 +58,8 @@ impl From<NotificationKind> for NotificationKindGql {
             NotificationKind::Appeal => Self::Appeal,
             NotificationKind::TimelockMarginAlert => Self::TimelockMarginAlert,
             NotificationKind::Escalated => Self::Escalated,
+            NotificationKind::UsageThreshold => Self::UsageThreshold,
+            NotificationKind::DepositNearlyExhausted => Self::DepositNearlyExhausted,
         }
     }
 }
@@ -76,6 +80,8 @@ impl From<NotificationKindGql> for NotificationKind {
             NotificationKindGql::Appeal => Self::Appeal,
             NotificationKindGql::TimelockMarginAlert => Self::TimelockMarginAlert,
             NotificationKindGql::Escalated => Self::Escalated,
+            NotificationKindGql::UsageThreshold => Self::UsageThreshold,
+            NotificationKindGql::DepositNearlyExhausted => Self::DepositNearlyExhausted,
         }
     }
 }

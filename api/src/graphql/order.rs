@@ -863,7 +863,7 @@ pub struct SubmitPayoutSignaturePayload {
     pub payout: Option<PayoutGql>,
 }
 
-fn key_id(id: &ID, field: &str) -> ApiResult<Uuid> {
+pub(crate) fn key_id(id: &ID, field: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id.trim()).map_err(|_| ApiError::bad_input(field, "INVALID_FORMAT", format!("{field}: not a key id")))
 }
 
@@ -968,6 +968,7 @@ impl OrderMutation {
                 refund_address: input.refund_address,
                 refund_destination_tag: input.refund_destination_tag,
                 deposit,
+                top_up_of: None,
             },
         )
         .await?;

@@ -36,6 +36,8 @@ use uuid::Uuid;
 
 use crate::graphql::context::AppState;
 use crate::graphql::errors::{ApiError, ApiResult};
+use crate::notifications::compose::{self, OrderFacts, Recipient};
+use crate::notifications::{self, NewNotification};
 use crate::orders::bitcoin::BtcEscrow;
 use crate::orders::{self, EscrowRecord, Order};
 
@@ -58,15 +60,42 @@ impl MeteredSession {
 }
 
 /// Called inside the placement transaction: a metered order gets its session,
-/// with the listing's peak windows frozen.
-pub async fn on_order_placed<C: ConnectionTrait>(db: &C, order: &Order, now: DateTime<Utc>) -> ApiResult<()> {
+/// with the listing's peak windows frozen. A top-up (`top_up_of`) continues
+/// that order's session: same buyer and listing, the same frozen windows, and
+/// the link is recorded on both sessions in this transaction.
+pub async fn on_order_placed<C: ConnectionTrait>(
+    db: &C,
+    order: &Order,
+    top_up_of: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
     if !matches!(order.terms.listing().pricing, PricingSnapshot::Metered { .. }) {
-        return Ok(());
+        return match top_up_of {
+            Some(_) => Err(ApiError::internal("top-up of a non-metered order")),
+            None => Ok(()),
+        };
     }
-    let windows = store::peak_windows(db, order.terms.listing().listing_id)
-        .await?
-        .unwrap_or_else(|| "{\"windows\":[]}".to_owned());
-    let session = serde_json::to_string(&Session::default()).map_err(ApiError::internal)?;
+    let mut session = Session::default();
+    let windows = match top_up_of {
+        Some(previous) => {
+            let mut old = load_session(db, previous).await?;
+            check_top_up(&old)?;
+            old.session.continued_by = Some(order.id());
+            old.record.session_json = serde_json::to_string(&old.session).map_err(ApiError::internal)?;
+            match store::update_session(db, &old.record, now).await {
+                Err(StoreError::VersionConflict) => {
+                    return Err(ApiError::conflict("CONCURRENT_UPDATE", "the session changed at the same moment; retry"))
+                }
+                other => other?,
+            }
+            session.continues = Some(previous);
+            old.record.windows_json
+        }
+        None => store::peak_windows(db, order.terms.listing().listing_id)
+            .await?
+            .unwrap_or_else(|| "{\"windows\":[]}".to_owned()),
+    };
+    let session = serde_json::to_string(&session).map_err(ApiError::internal)?;
     store::insert_session(
         db,
         &SessionRecord {
@@ -82,6 +111,49 @@ pub async fn on_order_placed<C: ConnectionTrait>(db: &C, order: &Order, now: Dat
     )
     .await?;
     Ok(())
+}
+
+/// A session can be topped up once, while it is neither closed nor capped.
+fn check_top_up(s: &MeteredSession) -> ApiResult<()> {
+    if s.session.closed || s.session.capped {
+        return Err(ApiError::conflict("SESSION_CLOSED", "the session is closed or capped; place a new order instead"));
+    }
+    if s.session.continued_by.is_some() {
+        return Err(ApiError::conflict("ALREADY_TOPPED_UP", "this session was already topped up; use the new order"));
+    }
+    Ok(())
+}
+
+/// The buyer tops up a session nearly out of deposit: a follow-up order for
+/// the same listing with its own escrow and `deposit`, linked to the session.
+/// Usage is recorded against the new order once it is funded; the old escrow
+/// is settled with its latest claim (`closeSession`), as any session.
+pub async fn top_up_session(
+    app: &AppState,
+    user_id: Uuid,
+    order_id: Uuid,
+    deposit: u64,
+    buyer_key_id: Uuid,
+    buyer_refund_key_id: Option<Uuid>,
+) -> ApiResult<Order> {
+    let (order, actor, s) = load_for(&app.db, order_id, user_id).await?;
+    require(actor, Actor::Buyer, "buyer")?;
+    require_open(&order)?;
+    check_top_up(&s)?;
+    orders::place::place(
+        app,
+        orders::place::PlaceOrderRequest {
+            buyer_id: user_id,
+            listing_id: order.terms.listing().listing_id,
+            buyer_key_id,
+            buyer_refund_key_id,
+            refund_address: None,
+            refund_destination_tag: None,
+            deposit: Some(deposit),
+            top_up_of: Some(order_id),
+        },
+    )
+    .await
 }
 
 /// The provider of a metered listing sets its peak windows (replacing any);
@@ -275,6 +347,7 @@ pub async fn record_usage(
     let thresholds = alert_thresholds(&txn, order.record.buyer_id).await?;
     let fired = s.session.crossed_alerts(order.terms.amount_due().minor(), &thresholds);
     save_session(app, &txn, &mut s, now).await?;
+    announce_alerts(&txn, &order, &s, &fired, thresholds.iter().max().copied(), now).await?;
     store::insert_usage(
         &txn,
         &UsageRecord {
@@ -290,10 +363,47 @@ pub async fn record_usage(
     )
     .await?;
     txn.commit().await?;
+    if !fired.is_empty() {
+        app.notifications.hint(order.record.buyer_id);
+        app.notifications.hint(order.record.provider_id);
+    }
     for t in &fired {
         tracing::info!(order.id = %order_id, alert.threshold_bps = t, "usage alert fired");
     }
     Ok((s, charge, fired))
+}
+
+/// Tells buyer and provider, in the usage's transaction, about each threshold
+/// that fired (the session records what fired, so each crossing is told once).
+/// The buyer's highest threshold is the "nearly exhausted" notice.
+async fn announce_alerts(
+    txn: &DatabaseTransaction,
+    order: &Order,
+    s: &MeteredSession,
+    fired: &[u16],
+    highest: Option<u16>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let facts = OrderFacts::of(order);
+    let used = Amount::new(order.terms.asset(), s.session.total_amount).map_err(ApiError::internal)?;
+    for &t in fired {
+        for (user_id, to) in [
+            (order.record.buyer_id, Recipient::Buyer),
+            (order.record.provider_id, Recipient::Provider),
+        ] {
+            let (kind, subject, body) = compose::usage_alert(&facts, to, t, &used, Some(t) == highest);
+            let n = NewNotification {
+                user_id,
+                kind,
+                subject,
+                body,
+                order_id: Some(order.id()),
+                dispute_id: None,
+            };
+            notifications::enqueue(txn, n, now).await?;
+        }
+    }
+    Ok(())
 }
 
 fn usage_error(e: UsageError) -> ApiError {

@@ -217,6 +217,45 @@ pub fn timelock_margin(f: &OrderFacts, to: Recipient, watch: &TimelockWatch) -> 
     )
 }
 
+/// A metered session's usage alert: `threshold_bps` of the deposit is used;
+/// `last` when it is the buyer's highest threshold (the deposit is nearly
+/// exhausted: top up or stop).
+pub fn usage_alert(f: &OrderFacts, to: Recipient, threshold_bps: u16, used: &Amount, last: bool) -> (NotificationKind, String, String) {
+    let percent = format!("{}.{:02} %", threshold_bps / 100, threshold_bps % 100);
+    let percent = percent.replace(".00 %", " %");
+    let kind = if last {
+        NotificationKind::DepositNearlyExhausted
+    } else {
+        NotificationKind::UsageThreshold
+    };
+    let next = match (to, last) {
+        (Recipient::Buyer, true) => {
+            "Next: top up by funding a new escrow for this session, or cap the session to stop. Sign a claim for \
+             the usage so far either way."
+        }
+        (Recipient::Buyer, false) => "Next: nothing is needed; keep signing claims as usage accrues.",
+        (_, true) => {
+            "Next: ask the buyer for a claim of the usage so far; when the deposit runs out, close the session \
+             with the latest claim."
+        }
+        (_, false) => "Next: nothing is needed; the buyer's claims keep your earnings safe.",
+    };
+    let subject = if last {
+        format!("Order {}: the deposit is nearly used up ({percent})", f.short())
+    } else {
+        format!("Order {}: {percent} of the deposit used", f.short())
+    };
+    let (subject, body) = text(
+        subject,
+        format!(
+            "Usage of {} reached {percent} of the deposit of {} ({used} so far).\n\n{next}",
+            f.what(),
+            f.amount_due
+        ),
+    );
+    (kind, subject, body)
+}
+
 #[cfg(test)]
 mod tests {
     use agora_domain::money::{Asset, BasisPoints};

@@ -53,10 +53,14 @@ pub enum NotificationKind {
     Appeal,
     TimelockMarginAlert,
     Escalated,
+    /// A metered session's usage crossed one of the buyer's thresholds of the deposit.
+    UsageThreshold,
+    /// A metered session crossed the buyer's highest threshold: top up or stop.
+    DepositNearlyExhausted,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 13] = [
+    pub const ALL: [NotificationKind; 15] = [
         NotificationKind::OrderPlaced,
         NotificationKind::Funded,
         NotificationKind::Delivered,
@@ -70,6 +74,8 @@ impl NotificationKind {
         NotificationKind::Appeal,
         NotificationKind::TimelockMarginAlert,
         NotificationKind::Escalated,
+        NotificationKind::UsageThreshold,
+        NotificationKind::DepositNearlyExhausted,
     ];
 
     /// The stored code, stable across releases (also the GraphQL enum value).
@@ -88,6 +94,8 @@ impl NotificationKind {
             NotificationKind::Appeal => "APPEAL",
             NotificationKind::TimelockMarginAlert => "TIMELOCK_MARGIN_ALERT",
             NotificationKind::Escalated => "ESCALATED",
+            NotificationKind::UsageThreshold => "USAGE_THRESHOLD",
+            NotificationKind::DepositNearlyExhausted => "DEPOSIT_NEARLY_EXHAUSTED",
         }
     }
 

@@ -42,6 +42,8 @@ pub struct PlaceOrderRequest {
     pub refund_destination_tag: Option<u32>,
     /// Metered listings: the deposit, in minor units.
     pub deposit: Option<u64>,
+    /// Metered listings: the order whose session this order tops up.
+    pub top_up_of: Option<Uuid>,
 }
 
 fn required_confirmations(table: &[(u64, u32)], amount: u64) -> u32 {
@@ -223,7 +225,7 @@ async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> 
     .await?;
     let order = Order::from_record(record)?;
     crate::notifications::order_placed(&txn, &order, now).await?;
-    crate::metered::on_order_placed(&txn, &order, now).await?;
+    crate::metered::on_order_placed(&txn, &order, req.top_up_of, now).await?;
     txn.commit().await?;
     tracing::info!(order.id = %order_id, escrow.address = %setup.address, escrow.key_index = index, "order placed");
     Ok(order)
