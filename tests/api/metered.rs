@@ -599,3 +599,172 @@ for_both_backends!(
     the_provider_settles_the_best_claim_alone_after_the_buyer_vanishes,
     the_buyer_alone_cannot_take_more_than_the_remainder,
 );
+
+mod xrpl_claims {
+    //! An expert consultation paid per minute on XRPL: claims are the
+    //! escrow's Payments multisigned by the buyer (xrpl-py), completed by the
+    //! provider's key alone.
+
+    use agora_api::orders::chain::{deliver_xrpl_event, prepare_xrpl_account, XrplChainEvent};
+    use agora_domain::clock::Clock;
+    use agora_tests::xrpl::{self, BUYER_ADDRESS, BUYER_PUBLIC_KEY, BUYER_SEED, PROVIDER_ADDRESS, PROVIDER_PUBLIC_KEY, PROVIDER_SEED};
+    use agora_tests::{on_both_backends, GqlResponse, Session, TestApp};
+    use serde_json::{json, Value};
+
+    use super::{amount, assert_refused};
+    use crate::orders_xrpl::{uuid_of, FIELDS};
+
+    const REGISTER_KEY: &str = "mutation($i: RegisterEscrowKeyInput!) { registerEscrowKey(input: $i) { escrowKey { id } } }";
+    const CLAIM: &str = "cumulative providerAmount commission buyerAmount networkFee psbt txid
+        xrplTransactions { recipient amount sequence lastLedgerSequence txJson unsignedBlob }";
+
+    /// A 0.1 XRP/minute consultation with a 10 XRP deposit, funded.
+    async fn consultation(app: &TestApp) -> (Session, Session, Value) {
+        let (provider, _) = app.new_provider("expert").await;
+        app.gql(
+            REGISTER_KEY,
+            json!({"i": {"chain": "XRPL", "publicKey": PROVIDER_PUBLIC_KEY, "address": PROVIDER_ADDRESS}}),
+            Some(&provider.access_token),
+        )
+        .await
+        .ok();
+        let listing = app
+            .create_listing(
+                &provider.access_token,
+                json!({"asset": "XRP", "category": "expert-session",
+                    "pricing": {"metered": {"asset": "XRP", "unit": "minute", "pricePerUnit": "100000", "minDeposit": "5000000"}}}),
+            )
+            .await
+            .ok();
+        let buyer = app.new_user("client").await;
+        let key = app
+            .gql(
+                REGISTER_KEY,
+                json!({"i": {"chain": "XRPL", "publicKey": BUYER_PUBLIC_KEY, "address": BUYER_ADDRESS}}),
+                Some(&buyer.access_token),
+            )
+            .await
+            .ok();
+        let q = format!("mutation($i: PlaceOrderInput!) {{ placeOrder(input: $i) {{ order {{ {FIELDS} }} }} }}");
+        let order = app
+            .gql(
+                &q,
+                json!({"i": {"listingId": listing["createListing"]["listing"]["id"],
+                    "buyerKeyId": key["registerEscrowKey"]["escrowKey"]["id"], "deposit": "10000000"}}),
+                Some(&buyer.access_token),
+            )
+            .await
+            .ok()["placeOrder"]["order"]
+            .clone();
+        let id = uuid_of(&order);
+        prepare_xrpl_account(&app.state, id, 7, 1_000).await.expect("funding payment signed");
+        deliver_xrpl_event(&app.state, id, XrplChainEvent::AccountCreated { ledger_index: 1_001 }).await.expect("created");
+        deliver_xrpl_event(&app.state, id, XrplChainEvent::SetupValidated { ledger_index: 1_002 }).await.expect("set up");
+        deliver_xrpl_event(&app.state, id, XrplChainEvent::Funding { deposit_drops: 10_000_000, ledger_index: 1_003 })
+            .await
+            .expect("funded");
+        (provider, buyer, order)
+    }
+
+    async fn minutes(app: &TestApp, provider: &Session, order: &Value, n: u64) {
+        let q = "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { record { amount } } }";
+        let at = app.state.clock.now();
+        app.gql(q, json!({"i": {"orderId": order["id"], "quantity": n.to_string(), "at": at}}), Some(&provider.access_token))
+            .await
+            .ok();
+    }
+
+    async fn next_claim(app: &TestApp, buyer: &Session, order: &Value) -> Value {
+        let q = format!("query($id: ID!) {{ nextClaim(orderId: $id) {{ {CLAIM} }} }}");
+        app.gql(&q, json!({"id": order["id"]}), Some(&buyer.access_token)).await.ok()["nextClaim"].clone()
+    }
+
+    fn sign(claim: &Value, seed: &str) -> Vec<String> {
+        claim["xrplTransactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|tx| xrpl::sign(seed, tx["txJson"].as_str().unwrap()))
+            .collect()
+    }
+
+    async fn submit(app: &TestApp, buyer: &Session, order: &Value, blobs: &[String]) -> GqlResponse {
+        let q = "mutation($i: SubmitClaimInput!) { submitClaim(input: $i) { session { latestClaim latestClaimTxid } } }";
+        app.gql(q, json!({"i": {"orderId": order["id"], "signedTransactions": blobs}}), Some(&buyer.access_token)).await
+    }
+
+    async fn an_expert_consultation_paid_per_minute_on_xrpl_is_settled_by_the_provider_alone(app: TestApp) {
+        if !xrpl::available() {
+            return;
+        }
+        let (provider, buyer, order) = consultation(&app).await;
+        minutes(&app, &provider, &order, 10).await;
+        let c1 = next_claim(&app, &buyer, &order).await;
+        assert_eq!(amount(&c1["cumulative"]), 1_000_000);
+        assert!(c1["psbt"].is_null());
+        let recipients: Vec<&str> = c1["xrplTransactions"].as_array().unwrap().iter().map(|t| t["recipient"].as_str().unwrap()).collect();
+        assert_eq!(recipients, ["BUYER", "PROVIDER", "MARKETPLACE"], "the buyer's remainder goes first");
+        let seqs: Vec<i64> = c1["xrplTransactions"].as_array().unwrap().iter().map(|t| t["sequence"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, [seqs[0], seqs[0] + 1, seqs[0] + 2]);
+        let c1_signed = sign(&c1, BUYER_SEED);
+        let s = submit(&app, &buyer, &order, &c1_signed).await.ok();
+        assert_eq!(amount(&s["submitClaim"]["session"]["latestClaim"]), 1_000_000);
+
+        minutes(&app, &provider, &order, 5).await;
+        let c2 = next_claim(&app, &buyer, &order).await;
+        assert_eq!(amount(&c2["cumulative"]), 1_500_000);
+        // Signed by the provider instead of the buyer.
+        assert_refused(&submit(&app, &buyer, &order, &sign(&c2, PROVIDER_SEED)).await, "BAD_USER_INPUT", "UNEXPECTED_SIGNER");
+        let c2_signed = sign(&c2, BUYER_SEED);
+        submit(&app, &buyer, &order, &c2_signed).await.ok();
+        // The older claim again: the amount decreases.
+        assert_refused(&submit(&app, &buyer, &order, &c1_signed).await, "CONFLICT", "CLAIM_NOT_INCREASING");
+
+        // The provider completes the latest claim with its own key only.
+        let q = format!(
+            "mutation($i: CloseSessionInput!) {{ closeSession(input: $i) {{ session {{ closed }} order {{ {FIELDS} }} }} }}"
+        );
+        let older = sign(&c1, PROVIDER_SEED);
+        let refused = app
+            .gql(&q, json!({"i": {"orderId": order["id"], "signedTransactions": older}}), Some(&provider.access_token))
+            .await;
+        assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"), "an older claim cannot be completed");
+        let closed = app
+            .gql(&q, json!({"i": {"orderId": order["id"], "signedTransactions": sign(&c2, PROVIDER_SEED)}}), Some(&provider.access_token))
+            .await
+            .ok()["closeSession"]
+            .clone();
+        assert_eq!(closed["session"]["closed"], true);
+        let o = &closed["order"];
+        assert_eq!(o["status"], "RELEASING");
+        assert_eq!(o["payout"]["complete"], true);
+        assert!(o["arbitratorSignatures"].as_array().unwrap().is_empty(), "no marketplace signature was needed");
+        let txs = o["payout"]["xrplTransactions"].as_array().unwrap();
+        let finals: Vec<String> = txs.iter().map(|t| t["finalBlob"].as_str().unwrap().to_owned()).collect();
+        let arbitrator = o["xrplEscrow"]["arbitratorAccount"].as_str().unwrap();
+        let decoded = xrpl::verify(o["xrplEscrow"]["account"].as_str().unwrap(), &[BUYER_ADDRESS, PROVIDER_ADDRESS, arbitrator], &finals)
+            .expect("xrpl-py verifies every final blob");
+        let expected = [
+            c2["buyerAmount"].clone(),
+            c2["providerAmount"].clone(),
+            c2["commission"].clone(),
+        ];
+        assert_eq!(decoded.len(), 3);
+        for (d, want) in decoded.iter().zip(&expected) {
+            assert_eq!(&d["amount"], want);
+            let mut signers: Vec<&str> = d["signers"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+            signers.sort_unstable();
+            let mut both = vec![BUYER_ADDRESS, PROVIDER_ADDRESS];
+            both.sort_unstable();
+            assert_eq!(signers, both);
+        }
+        assert_eq!(decoded[1]["destination"], PROVIDER_ADDRESS);
+        assert_eq!(amount(&c2["providerAmount"]) + amount(&c2["commission"]), 1_500_000);
+        assert_eq!(
+            amount(&c2["buyerAmount"]) + 1_500_000 + amount(&c2["networkFee"]),
+            10_000_000
+        );
+    }
+
+    on_both_backends!(an_expert_consultation_paid_per_minute_on_xrpl_is_settled_by_the_provider_alone);
+}

@@ -209,9 +209,10 @@ impl SessionObject {
     }
 }
 
-/// The claim to sign: a PSBT paying the provider `cumulative` minus the
+/// The claim to sign: a payout paying the provider `cumulative` minus the
 /// commission, the marketplace the commission, the buyer the rest minus the
-/// network fee.
+/// network fee. On Bitcoin a PSBT; on XRPL one Payment per recipient
+/// (buyer remainder first), each to multisign.
 #[derive(SimpleObject)]
 pub struct ClaimGql {
     pub cumulative: MinorUnits,
@@ -219,8 +220,27 @@ pub struct ClaimGql {
     pub commission: MinorUnits,
     pub buyer_amount: MinorUnits,
     pub network_fee: MinorUnits,
-    pub psbt: String,
+    /// Bitcoin: the claim PSBT (base64) to sign.
+    pub psbt: Option<String>,
+    /// Bitcoin: the txid. XRPL: the claim's identifier.
     pub txid: String,
+    /// XRPL: the Payments to multisign, in order; send one signer blob each.
+    pub xrpl_transactions: Vec<ClaimXrplTransaction>,
+}
+
+/// One Payment of an XRPL claim. It expires after `lastLedgerSequence`; a
+/// claim that expired must be signed again.
+#[derive(SimpleObject)]
+pub struct ClaimXrplTransaction {
+    /// PROVIDER, BUYER or MARKETPLACE.
+    pub recipient: String,
+    pub amount: MinorUnits,
+    pub sequence: i64,
+    pub last_ledger_sequence: i64,
+    /// The transaction as XRPL JSON, for the wallet.
+    pub tx_json: String,
+    /// The unsigned transaction, serialized (hex).
+    pub unsigned_blob: String,
 }
 
 fn claim_gql(c: ClaimToSign) -> ClaimGql {
@@ -233,14 +253,33 @@ fn claim_gql(c: ClaimToSign) -> ClaimGql {
         network_fee: b.network_fee.into(),
         psbt: c.psbt,
         txid: c.txid,
+        xrpl_transactions: c
+            .xrpl_transactions
+            .into_iter()
+            .map(|t| ClaimXrplTransaction {
+                recipient: match t.recipient {
+                    agora_escrow::xrpl::Recipient::Provider => "PROVIDER",
+                    agora_escrow::xrpl::Recipient::Buyer => "BUYER",
+                    agora_escrow::xrpl::Recipient::Marketplace => "MARKETPLACE",
+                }
+                .to_owned(),
+                amount: t.amount.into(),
+                sequence: i64::from(t.sequence),
+                last_ledger_sequence: i64::from(t.last_ledger_sequence),
+                tx_json: t.tx_json,
+                unsigned_blob: t.unsigned_blob,
+            })
+            .collect(),
     }
 }
 
 #[derive(InputObject)]
 pub struct SubmitClaimInput {
     pub order_id: ID,
-    /// The claim PSBT (base64) signed with your escrow key, not finalized.
-    pub psbt: String,
+    /// Bitcoin: the claim PSBT (base64) signed with your escrow key, not finalized.
+    pub psbt: Option<String>,
+    /// XRPL: your signer blob for each Payment of the claim, in order.
+    pub signed_transactions: Option<Vec<String>>,
 }
 
 #[derive(InputObject)]
@@ -254,6 +293,9 @@ pub struct CloseSessionInput {
     /// The buyer's latest claim with your signature added. Without it, the
     /// marketplace key co-signs the latest claim under its signing policy.
     pub psbt: Option<String>,
+    /// XRPL: your signer blob for each Payment of the latest claim, in order
+    /// (completing the buyer's). Without it, the marketplace co-signs as above.
+    pub signed_transactions: Option<Vec<String>>,
 }
 
 #[derive(InputObject)]
@@ -404,7 +446,18 @@ impl MeteredMutation {
     async fn submit_claim(&self, ctx: &Context<'_>, input: SubmitClaimInput) -> ApiResult<SessionPayload> {
         let v = viewer(ctx).await?;
         let id = order_id(&input.order_id)?;
-        let (s, _) = metered::submit_claim(state(ctx), v.user_id, id, &input.psbt).await?;
+        let claim = match (&input.psbt, &input.signed_transactions) {
+            (Some(psbt), None) => metered::SignedClaim::Psbt(psbt),
+            (None, Some(blobs)) => metered::SignedClaim::Xrpl(blobs),
+            _ => {
+                return Err(ApiError::bad_input(
+                    "input",
+                    "ONE_OF",
+                    "input: give psbt (Bitcoin) or signedTransactions (XRPL), exactly one",
+                ))
+            }
+        };
+        let (s, _) = metered::submit_claim(state(ctx), v.user_id, id, claim).await?;
         Ok(SessionPayload { session: session_object(ctx, s).await? })
     }
 
@@ -420,7 +473,14 @@ impl MeteredMutation {
     async fn close_session(&self, ctx: &Context<'_>, input: CloseSessionInput) -> ApiResult<CloseSessionPayload> {
         let v = viewer(ctx).await?;
         let id = order_id(&input.order_id)?;
-        let (order, s) = metered::close_session(state(ctx), v.user_id, id, input.psbt.as_deref()).await?;
+        let (order, s) = metered::close_session(
+            state(ctx),
+            v.user_id,
+            id,
+            input.psbt.as_deref(),
+            input.signed_transactions.as_deref(),
+        )
+        .await?;
         Ok(CloseSessionPayload {
             session: session_object(ctx, s).await?,
             order: OrderObject(order),

@@ -9,6 +9,12 @@
 //! divides it. The latest valid claim is kept; the provider completes it with
 //! its own key (or asks the marketplace key to, under the signing policy).
 //!
+//! On XRPL a claim is the set of multisigned Payments the escrow's
+//! settlement would make for that split (buyer remainder, provider,
+//! marketplace, on consecutive Sequences, see [`XrplEscrow::claim_plan`]),
+//! each carrying the buyer's signer blob; it is stored as JSON in the claim's
+//! `psbt` column. It stays valid for [`CLAIM_LEDGER_WINDOW`] ledgers.
+//!
 //! A claim must be exactly the transaction this module builds for its amount
 //! from the escrow's recorded funding, addresses and the configured fee rate;
 //! if the fee rate or the funding changes between a claim and the settlement,
@@ -39,6 +45,12 @@ use crate::graphql::errors::{ApiError, ApiResult};
 use crate::notifications::compose::{self, OrderFacts, Recipient};
 use crate::notifications::{self, NewNotification};
 use crate::orders::bitcoin::BtcEscrow;
+use crate::orders::xrpl::{multisig_error, XrplEscrow, CLAIM_LEDGER_WINDOW};
+use agora_escrow::xrpl::{
+    last_ledger_sequence_of, multisig_fee_drops, DecodedTx, PayoutPlan as XrplPlan, PayoutTxSpec, Recipient as PayoutRecipient,
+    SignatureCollector,
+};
+use serde::{Deserialize, Serialize};
 use crate::orders::{self, EscrowRecord, Order};
 
 /// A session as the services work with it.
@@ -256,12 +268,15 @@ fn btc(order: &Order) -> ApiResult<&BtcEscrow> {
 }
 
 /// The most the provider can be paid from the deposit: the deposit minus the
-/// network fee of a full (three-output) payout at the configured fee rate. On
-/// XRPL, until claims exist there, the deposit.
+/// network fee of a full (three-output, or on XRPL three-Payment) payout.
 pub fn claim_limit(app: &AppState, order: &Order) -> ApiResult<u64> {
     let deposit = order.terms.amount_due().minor();
-    let EscrowRecord::Bitcoin(b) = &order.escrow else {
-        return Ok(deposit);
+    let b = match &order.escrow {
+        EscrowRecord::Bitcoin(b) => b,
+        EscrowRecord::Xrpl(_) => {
+            let fee = multisig_fee_drops(app.xrpl.base_fee_drops).map_err(ApiError::internal)?;
+            return Ok(deposit.saturating_sub(fee.saturating_mul(3)));
+        }
     };
     let max_fee = Cell::new(0u64);
     // Only the fees the builder asks about matter; the largest is the first,
@@ -304,17 +319,78 @@ pub fn build_claim(app: &AppState, order: &Order, cumulative: u64) -> ApiResult<
 pub struct ClaimToSign {
     pub cumulative: u64,
     pub breakdown: PayoutBreakdown,
-    pub psbt: String,
+    /// Bitcoin: the claim PSBT.
+    pub psbt: Option<String>,
+    /// Bitcoin: the txid; XRPL: the claim's identifier ([`xrpl_claim_id`]).
     pub txid: String,
+    /// XRPL: the Payments to sign, in order.
+    pub xrpl_transactions: Vec<ClaimTx>,
+}
+
+/// One XRPL Payment of a claim, for the buyer's wallet.
+pub struct ClaimTx {
+    pub recipient: PayoutRecipient,
+    pub amount: u64,
+    pub sequence: u32,
+    pub last_ledger_sequence: u32,
+    pub tx_json: String,
+    pub unsigned_blob: String,
 }
 
 fn claim_to_sign(cumulative: u64, built: &PayoutPlan) -> ClaimToSign {
     ClaimToSign {
         cumulative,
         breakdown: built.breakdown,
-        psbt: BASE64.encode(built.psbt.serialize()),
+        psbt: Some(BASE64.encode(built.psbt.serialize())),
         txid: built.expected.unsigned_tx().compute_txid().to_string(),
+        xrpl_transactions: Vec::new(),
     }
+}
+
+fn xrpl_claim_to_sign(cumulative: u64, built: &XrplPlan) -> ClaimToSign {
+    let specs: Vec<PayoutTxSpec> = built.transactions.iter().map(|t| t.spec().clone()).collect();
+    ClaimToSign {
+        cumulative,
+        breakdown: built.breakdown,
+        psbt: None,
+        txid: xrpl_claim_id(built),
+        xrpl_transactions: built
+            .transactions
+            .iter()
+            .zip(specs)
+            .map(|(t, spec)| ClaimTx {
+                recipient: spec.recipient,
+                amount: spec.amount_drops,
+                sequence: spec.sequence,
+                last_ledger_sequence: spec.last_ledger_sequence,
+                tx_json: t.to_json().to_string(),
+                unsigned_blob: t.unsigned_blob(),
+            })
+            .collect(),
+    }
+}
+
+/// An accepted XRPL claim as stored (in the claim's `psbt` column).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct XrplClaim {
+    transactions: Vec<PayoutTxSpec>,
+    /// The buyer's signer blob for each Payment, in order.
+    buyer_blobs: Vec<String>,
+}
+
+/// An XRPL claim's identifier: the SHA-256 of its unsigned Payments, in order.
+fn xrpl_claim_id(built: &XrplPlan) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for t in &built.transactions {
+        h.update(t.unsigned_blob().as_bytes());
+    }
+    hex::encode_upper(h.finalize())
+}
+
+/// The latest validated ledger known for this escrow.
+fn current_ledger(app: &AppState, x: &XrplEscrow) -> u32 {
+    x.ledger_index.max(u32::try_from(app.tips.xrpl()).unwrap_or(u32::MAX))
 }
 
 /// Records usage by the provider; returns the charge and the thresholds that fired.
@@ -453,6 +529,12 @@ pub async fn next_claim(app: &AppState, user_id: Uuid, order_id: Uuid) -> ApiRes
         ),
         other => claim_error(other),
     })?;
+    if let EscrowRecord::Xrpl(x) = &order.escrow {
+        let lls = current_ledger(app, x).saturating_add(CLAIM_LEDGER_WINDOW);
+        let commission = order.terms.fees().commission_bps;
+        let built = x.claim_plan(&app.xrpl, x.funded_drops, cumulative, commission, lls)?;
+        return Ok(xrpl_claim_to_sign(cumulative, &built));
+    }
     let built = build_claim(app, &order, cumulative)?;
     Ok(claim_to_sign(cumulative, &built))
 }
@@ -482,6 +564,11 @@ fn claimed_amounts(order: &Order, psbt: &Psbt) -> ApiResult<Vec<u64>> {
         .find(|o| o.script_pubkey == provider_script)
         .map(|o| o.value.to_sat())
         .ok_or_else(|| mismatch("it pays nothing to the provider's address"))?;
+    gross_candidates(order, net)
+}
+
+/// Every cumulative amount whose provider share (after commission) is `net`.
+fn gross_candidates(order: &Order, net: u64) -> ApiResult<Vec<u64>> {
     let bps = u128::from(order.terms.fees().commission_bps.get());
     if bps >= 10_000 {
         return Err(ApiError::internal("commission of 100 % leaves nothing to claim"));
@@ -501,50 +588,31 @@ fn claimed_amounts(order: &Order, psbt: &Psbt) -> ApiResult<Vec<u64>> {
 /// Accepts the buyer's signed claim if it is exactly the expected payout for
 /// its amount, carries a valid signature of the buyer's key and only that,
 /// and pays more than the latest claim and no more than the deposit allows.
-pub async fn submit_claim(app: &AppState, user_id: Uuid, order_id: Uuid, psbt_b64: &str) -> ApiResult<(MeteredSession, u64)> {
+pub async fn submit_claim(
+    app: &AppState,
+    user_id: Uuid,
+    order_id: Uuid,
+    claim: SignedClaim<'_>,
+) -> ApiResult<(MeteredSession, u64)> {
     let now = app.clock.now();
     let txn = app.db.begin().await?;
     let (order, actor, mut s) = load_for(&txn, order_id, user_id).await?;
     require(actor, Actor::Buyer, "buyer")?;
     require_open(&order)?;
-    let submitted = decode_psbt(psbt_b64)?;
-    let limit = claim_limit(app, &order)?;
-    // The amount is read from the transaction, then the whole transaction must
-    // be exactly the claim this service builds for that amount.
-    let mut refusal: Option<ApiError> = None;
-    let mut found: Option<(u64, PayoutPlan)> = None;
-    for candidate in claimed_amounts(&order, &submitted)? {
-        if let Err(e) = s.session.check_claim(candidate, limit) {
-            refusal.get_or_insert(claim_error(e));
-            continue;
+    let (cumulative, txid, stored) = match (claim, &order.escrow) {
+        (SignedClaim::Psbt(psbt_b64), EscrowRecord::Bitcoin(_)) => btc_claim(app, &order, &s, psbt_b64)?,
+        (SignedClaim::Xrpl(blobs), EscrowRecord::Xrpl(x)) => xrpl_claim(app, &order, x, &s, blobs)?,
+        (SignedClaim::Psbt(_), EscrowRecord::Xrpl(_)) => {
+            return Err(ApiError::bad_input(
+                "input.signedTransactions",
+                "WRONG_CHAIN",
+                "input.signedTransactions: an XRPL claim is the buyer's signer blob for each Payment",
+            ))
         }
-        let built = build_claim(app, &order, candidate)?;
-        if submitted.unsigned_tx == built.expected.unsigned_tx() {
-            found = Some((candidate, built));
-            break;
+        (SignedClaim::Xrpl(_), EscrowRecord::Bitcoin(_)) => {
+            return Err(ApiError::bad_input("input.psbt", "WRONG_CHAIN", "input.psbt: a Bitcoin claim is a signed PSBT"))
         }
-    }
-    let Some((cumulative, built)) = found else {
-        return Err(refusal.unwrap_or_else(|| {
-            mismatch("its inputs, outputs, fee or addresses differ from the claim for this amount")
-        }));
     };
-    let b = btc(&order)?;
-    let escrow = b.descriptor()?;
-    let outcome = import_signed_psbt(&escrow, &built.expected, &built.psbt, psbt_b64).map_err(claim_import_error)?;
-    let only_buyer = outcome
-        .signers
-        .iter()
-        .all(|signers| signers.len() == 1 && signers.contains(&EscrowParty::Buyer));
-    if !only_buyer || outcome.signers.is_empty() {
-        return Err(ApiError::bad_input(
-            "input.psbt",
-            "UNEXPECTED_SIGNER",
-            "psbt: a claim carries exactly the buyer's signature on every input, and no other",
-        ));
-    }
-    let txid = built.expected.unsigned_tx().compute_txid().to_string();
-    let stored = BASE64.encode(outcome.psbt.serialize());
     s.session.latest_claim = cumulative;
     s.record.latest_claim_psbt = Some(stored.clone());
     s.record.latest_claim_txid = Some(txid.clone());
@@ -570,6 +638,155 @@ pub async fn submit_claim(app: &AppState, user_id: Uuid, order_id: Uuid, psbt_b6
     txn.commit().await?;
     tracing::info!(order.id = %order_id, escrow.txid = %txid, claim.cumulative = cumulative, "claim accepted");
     Ok((s, cumulative))
+}
+
+/// A buyer's signed claim as submitted.
+#[derive(Debug, Clone, Copy)]
+pub enum SignedClaim<'a> {
+    /// Bitcoin: the claim PSBT (base64) with the buyer's signature.
+    Psbt(&'a str),
+    /// XRPL: the buyer's signer blob for each Payment of the claim, in order.
+    Xrpl(&'a [String]),
+}
+
+fn blob_error(index: usize, detail: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_input(
+        "input.signedTransactions",
+        "TRANSACTION_MISMATCH",
+        format!("input.signedTransactions[{index}]: not the expected claim ({detail})"),
+    )
+}
+
+/// Checks an XRPL claim: the amount is read from the provider's Payment, then
+/// every blob must be exactly the claim's Payment at its position, signed by
+/// the buyer and no one else. Returns (cumulative, claim id, stored JSON).
+fn xrpl_claim(
+    app: &AppState,
+    order: &Order,
+    x: &XrplEscrow,
+    s: &MeteredSession,
+    blobs: &[String],
+) -> ApiResult<(u64, String, String)> {
+    let field = "input.signedTransactions";
+    let decoded = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            DecodedTx::from_hex(b.trim()).map_err(|e| {
+                ApiError::bad_input(field, "MALFORMED_BLOB", format!("{field}[{i}]: not a valid transaction ({e})"))
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let provider = x.payout_to.provider.address.as_str();
+    let net = decoded
+        .iter()
+        .find(|d| d.json()["Destination"].as_str() == Some(provider))
+        .and_then(|d| d.json()["Amount"].as_str().and_then(|a| a.parse::<u64>().ok()))
+        .ok_or_else(|| blob_error(0, "no Payment pays the provider's address"))?;
+    let lls = blobs
+        .first()
+        .and_then(|b| last_ledger_sequence_of(b.trim()))
+        .ok_or_else(|| blob_error(0, "no LastLedgerSequence"))?;
+    let current = current_ledger(app, x);
+    if lls <= current {
+        return Err(ApiError::conflict(
+            "CLAIM_EXPIRED",
+            "the claim's LastLedgerSequence has passed; sign the current nextClaim",
+        ));
+    }
+    if lls > current.saturating_add(CLAIM_LEDGER_WINDOW) {
+        return Err(blob_error(0, "its LastLedgerSequence is further ahead than a claim's window"));
+    }
+    let limit = claim_limit(app, order)?;
+    let commission = order.terms.fees().commission_bps;
+    let amounts: Vec<Option<u64>> = decoded
+        .iter()
+        .map(|d| d.json()["Amount"].as_str().and_then(|a| a.parse::<u64>().ok()))
+        .collect();
+    let mut refusal: Option<ApiError> = None;
+    let mut found: Option<(u64, XrplPlan)> = None;
+    for candidate in gross_candidates(order, net)? {
+        if let Err(e) = s.session.check_claim(candidate, limit) {
+            refusal.get_or_insert(claim_error(e));
+            continue;
+        }
+        let built = x.claim_plan(&app.xrpl, x.funded_drops, candidate, commission, lls)?;
+        let expected: Vec<Option<u64>> = built.transactions.iter().map(|t| Some(t.amount_drops())).collect();
+        if expected == amounts {
+            found = Some((candidate, built));
+            break;
+        }
+    }
+    let Some((cumulative, built)) = found else {
+        return Err(refusal.unwrap_or_else(|| {
+            ApiError::bad_input(
+                field,
+                "TRANSACTION_MISMATCH",
+                format!("{field}: not the claim for this amount (its Payments, amounts or order differ; see nextClaim)"),
+            )
+        }));
+    };
+    let signers = x.signers()?;
+    for (i, (tx, blob)) in built.transactions.iter().zip(blobs).enumerate() {
+        let mut collector = SignatureCollector::new(tx.clone(), signers.clone());
+        let added = collector.add_signer_blob(blob.trim()).map_err(|e| multisig_error(i, e))?;
+        if added != [x.buyer.address.clone()] {
+            return Err(ApiError::bad_input(
+                field,
+                "UNEXPECTED_SIGNER",
+                format!("{field}[{i}]: a claim carries exactly the buyer's signature, and no other"),
+            ));
+        }
+    }
+    let stored = XrplClaim {
+        transactions: built.transactions.iter().map(|t| t.spec().clone()).collect(),
+        buyer_blobs: blobs.iter().map(|b| b.trim().to_owned()).collect(),
+    };
+    let stored = serde_json::to_string(&stored).map_err(ApiError::internal)?;
+    Ok((cumulative, xrpl_claim_id(&built), stored))
+}
+
+/// Checks a Bitcoin claim PSBT. Returns (cumulative, txid, stored PSBT).
+fn btc_claim(app: &AppState, order: &Order, s: &MeteredSession, psbt_b64: &str) -> ApiResult<(u64, String, String)> {
+    let submitted = decode_psbt(psbt_b64)?;
+    let limit = claim_limit(app, order)?;
+    // The amount is read from the transaction, then the whole transaction must
+    // be exactly the claim this service builds for that amount.
+    let mut refusal: Option<ApiError> = None;
+    let mut found: Option<(u64, PayoutPlan)> = None;
+    for candidate in claimed_amounts(order, &submitted)? {
+        if let Err(e) = s.session.check_claim(candidate, limit) {
+            refusal.get_or_insert(claim_error(e));
+            continue;
+        }
+        let built = build_claim(app, order, candidate)?;
+        if submitted.unsigned_tx == built.expected.unsigned_tx() {
+            found = Some((candidate, built));
+            break;
+        }
+    }
+    let Some((cumulative, built)) = found else {
+        return Err(refusal.unwrap_or_else(|| {
+            mismatch("its inputs, outputs, fee or addresses differ from the claim for this amount")
+        }));
+    };
+    let b = btc(order)?;
+    let escrow = b.descriptor()?;
+    let outcome = import_signed_psbt(&escrow, &built.expected, &built.psbt, psbt_b64).map_err(claim_import_error)?;
+    let only_buyer = outcome
+        .signers
+        .iter()
+        .all(|signers| signers.len() == 1 && signers.contains(&EscrowParty::Buyer));
+    if !only_buyer || outcome.signers.is_empty() {
+        return Err(ApiError::bad_input(
+            "input.psbt",
+            "UNEXPECTED_SIGNER",
+            "psbt: a claim carries exactly the buyer's signature on every input, and no other",
+        ));
+    }
+    let txid = built.expected.unsigned_tx().compute_txid().to_string();
+    let stored = BASE64.encode(outcome.psbt.serialize());
+    Ok((cumulative, txid, stored))
 }
 
 fn claim_import_error(e: agora_escrow::btc::PsbtImportError) -> ApiError {
@@ -613,6 +830,7 @@ pub async fn close_session(
     user_id: Uuid,
     order_id: Uuid,
     provider_psbt: Option<&str>,
+    provider_blobs: Option<&[String]>,
 ) -> ApiResult<(Order, MeteredSession)> {
     let now = app.clock.now();
     let txn = app.db.begin().await?;
@@ -623,6 +841,12 @@ pub async fn close_session(
     else {
         return Err(ApiError::conflict("NO_CLAIM", "the buyer has not signed any claim yet"));
     };
+    if matches!(order.escrow, EscrowRecord::Xrpl(_)) {
+        let order = close_xrpl(app, &txn, order, &mut s, &claim_psbt, provider_blobs, now).await?;
+        txn.commit().await?;
+        tracing::info!(order.id = %order_id, claim.id = %claim_txid, "metered session settled with the latest claim");
+        return Ok((order, s));
+    }
     if let Some(p) = provider_psbt {
         let txid = decode_psbt(p)?.unsigned_tx.compute_txid().to_string();
         if txid != claim_txid {
@@ -667,4 +891,65 @@ pub async fn close_session(
     txn.commit().await?;
     tracing::info!(order.id = %order_id, escrow.txid = %claim_txid, "metered session settled with the latest claim");
     Ok((order, s))
+}
+
+/// XRPL: settles with the latest claim's Payments, completed by the
+/// provider's signer blobs (or the marketplace's under `LatestClaim`). The
+/// verified final blobs go into the escrow's payout; the watcher submits them.
+async fn close_xrpl(
+    app: &AppState,
+    txn: &DatabaseTransaction,
+    mut order: Order,
+    s: &mut MeteredSession,
+    stored: &str,
+    provider_blobs: Option<&[String]>,
+    now: DateTime<Utc>,
+) -> ApiResult<Order> {
+    let claim: XrplClaim = serde_json::from_str(stored).map_err(ApiError::internal)?;
+    let lls = claim
+        .transactions
+        .first()
+        .map(|t| t.last_ledger_sequence)
+        .ok_or_else(|| ApiError::internal("an XRPL claim without transactions"))?;
+    let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+        return Err(ApiError::internal("claim on a non-XRPL escrow"));
+    };
+    if current_ledger(app, x) >= lls {
+        return Err(ApiError::conflict(
+            "CLAIM_EXPIRED",
+            "the latest claim's LastLedgerSequence has passed, so it can never be validated; ask the buyer to sign a new claim",
+        ));
+    }
+    x.claim_last_ledger_sequence = Some(lls);
+    let claimed = Amount::new(order.terms.asset(), s.session.latest_claim).map_err(ApiError::internal)?;
+    let event = EscrowEvent::SettleClaim {
+        claimed,
+        latest_claim: claimed,
+        service_cosigns: provider_blobs.is_none(),
+    };
+    let mut order = orders::transition(app, txn, order, Actor::Provider, &event, now).await?;
+    let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+        return Err(ApiError::internal("claim on a non-XRPL escrow"));
+    };
+    if x.payout.as_ref().map(|p| &p.transactions) != Some(&claim.transactions) {
+        return Err(ApiError::conflict(
+            "PAYOUT_CHANGED",
+            "the escrow changed since the claim was signed (funding or fee); complete the claim yourself or ask the buyer for a new one",
+        ));
+    }
+    x.import_signatures(&claim.buyer_blobs)?;
+    if let Some(blobs) = provider_blobs {
+        x.import_signatures(blobs)?;
+    }
+    if !order.escrow.payout_complete() {
+        return Err(ApiError::bad_input(
+            "input.signedTransactions",
+            "MISSING_SIGNATURE",
+            "input.signedTransactions: your signature is missing on some Payment of the latest claim",
+        ));
+    }
+    orders::save_and_hint(app, txn, &mut order, now).await?;
+    s.session.closed = true;
+    save_session(app, txn, s, now).await?;
+    Ok(order)
 }

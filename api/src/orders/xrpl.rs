@@ -3,12 +3,14 @@
 //! arbitrator) installed and the master key disabled before the buyer funds
 //! it, and payouts as multisigned Payments.
 
-use agora_domain::escrow::payout::PayoutBreakdown;
+use agora_domain::escrow::payout::{claim_split, PayoutBreakdown};
+use agora_domain::money::BasisPoints;
 use agora_domain::escrow::PayoutPlan as DomainPlan;
 use agora_escrow::xrpl::{
     plan_payout_with, sign_escrow_configuration, sign_funding_payment, BuyerCheck, ConfigurationParams,
     EscrowSigners, FinalPayout, FundingParams, MultisigError, PayoutDestination, PayoutParams, PayoutParties,
-    PayoutTx, PayoutTxSpec, Reserves, SignatureCollector, SignedTx, XrplAccount, XrplAddress, XrplKeyring,
+    PayoutPlan as XrplPlan, PayoutTx, PayoutTxSpec, Recipient, Reserves, SignatureCollector, SignedTx, XrplAccount,
+    XrplAddress, XrplKeyring,
 };
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +64,17 @@ pub struct XrplEscrow {
     /// The deposit: the account's balance above its reserve.
     pub funded_drops: u64,
     pub payout: Option<XrplPayout>,
+    /// The `LastLedgerSequence` of the buyer's claim being settled, set just
+    /// before `SettleClaim` so the payout prepared is exactly that claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_last_ledger_sequence: Option<u32>,
 }
+
+/// How many ledgers a metered claim stays valid: 21 600 ledgers, about a day
+/// at ~4 s a ledger, so a claim signed early in a long call can still be
+/// settled at its end. A claim whose `LastLedgerSequence` passed can never be
+/// validated and must be signed again.
+pub const CLAIM_LEDGER_WINDOW: u32 = 21_600;
 
 /// A prepared payout and the signatures collected for each of its Payments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,12 +166,72 @@ impl XrplEscrow {
         Ok(())
     }
 
-    /// Builds one multisigned Payment per recipient for `plan`.
+    /// The Payments of a metered claim paying the provider `claimed` (gross)
+    /// out of `funded`, split as [`claim_split`], valid until `last_ledger_sequence`.
+    ///
+    /// Ordered buyer remainder first, then provider, then marketplace, on
+    /// consecutive Sequences from the escrow's next one. Every claim shares
+    /// these Sequences, so at most one claim's Payment per Sequence can ever
+    /// validate; the buyer's remainder goes first, so if a provider mixes
+    /// Payments of different claims, the only Payment that can fail for lack
+    /// of funds is the provider's own.
+    pub fn claim_plan(
+        &self,
+        ctx: &XrplContext,
+        funded: u64,
+        claimed: u64,
+        commission_bps: BasisPoints,
+        last_ledger_sequence: u32,
+    ) -> Result<XrplPlan, ApiError> {
+        let first_sequence = self.next_sequence.ok_or_else(|| {
+            ApiError::conflict("ESCROW_NOT_READY", "the escrow account is not set up on the ledger yet")
+        })?;
+        let mut built = plan_payout_with(
+            &self.address,
+            &self.payout_to,
+            &PayoutParams {
+                funded_drops: funded,
+                terms: agora_domain::escrow::payout::PayoutTerms {
+                    provider_bps: BasisPoints::ZERO,
+                    commission_bps,
+                    arbitration_fee: 0,
+                },
+                base_fee_drops: ctx.base_fee_drops,
+                first_sequence,
+                last_ledger_sequence,
+            },
+            |total, fee| claim_split(total, claimed, fee, commission_bps),
+        )
+        .map_err(|e| ApiError::conflict("CLAIM_UNBUILDABLE", format!("the claim cannot be built: {e}")))?;
+        let rank = |r: Recipient| match r {
+            Recipient::Buyer => 0,
+            Recipient::Provider => 1,
+            Recipient::Marketplace => 2,
+        };
+        let mut specs: Vec<PayoutTxSpec> = built.transactions.drain(..).map(PayoutTxSpec::from).collect();
+        specs.sort_by_key(|s| rank(s.recipient));
+        for (i, spec) in specs.iter_mut().enumerate() {
+            let offset = u32::try_from(i).map_err(internal)?;
+            spec.sequence = first_sequence.checked_add(offset).ok_or_else(|| internal("sequence overflow"))?;
+        }
+        built.transactions = specs.into_iter().map(PayoutTx::from_spec).collect::<Result<_, _>>().map_err(internal)?;
+        Ok(built)
+    }
+
+    /// Builds one multisigned Payment per recipient for `plan`; a metered
+    /// settlement gets exactly the claim's Payments ([`Self::claim_plan`]).
     pub fn prepare_payout(&mut self, plan: &DomainPlan, ctx: &XrplContext) -> Result<(), ApiError> {
         let first_sequence = self.next_sequence.ok_or_else(|| {
             ApiError::conflict("ESCROW_NOT_READY", "the escrow account is not set up on the ledger yet")
         })?;
         let funded = plan.funded().minor();
+        let staged_lls = self.claim_last_ledger_sequence.take();
+        if let Some(claimed) = plan.claimed() {
+            let lls = staged_lls.unwrap_or(self.ledger_index + ctx.payout_ledger_window);
+            let built = self.claim_plan(ctx, funded, claimed, plan.terms().commission_bps, lls)?;
+            self.store_payout(built);
+            return Ok(());
+        }
         let built = plan_payout_with(
             &self.address,
             &self.payout_to,
@@ -178,6 +250,11 @@ impl XrplEscrow {
             },
         )
         .map_err(|e| ApiError::conflict("PAYOUT_NOT_BUILDABLE", format!("the payout cannot be built: {e}")))?;
+        self.store_payout(built);
+        Ok(())
+    }
+
+    fn store_payout(&mut self, built: XrplPlan) {
         let n = built.transactions.len();
         self.payout = Some(XrplPayout {
             transactions: built.transactions.into_iter().map(PayoutTxSpec::from).collect(),
@@ -188,7 +265,6 @@ impl XrplEscrow {
             unallocated_drops: built.unallocated_drops,
             validated: Vec::new(),
         });
-        Ok(())
     }
 
     pub fn payout_txs(&self) -> Result<Vec<PayoutTx>, ApiError> {
@@ -322,7 +398,7 @@ fn short_hash(blob: &str) -> String {
     hex::encode_upper(&Sha256::digest(blob.as_bytes())[..16])
 }
 
-fn multisig_error(index: usize, e: MultisigError) -> ApiError {
+pub(crate) fn multisig_error(index: usize, e: MultisigError) -> ApiError {
     let field = "input.signedTransactions";
     let reason = match &e {
         MultisigError::MalformedBlob(_) | MultisigError::NotMultisigned => "MALFORMED_BLOB",
