@@ -585,7 +585,40 @@ async fn the_buyer_alone_cannot_take_more_than_the_remainder(backend: Backend) {
     assert_eq!(s["closed"], false);
 }
 
+/// The provider delivered, was paid through claims, then disappeared: once the
+/// review window passes the latest claim is settled with the marketplace
+/// co-signing, so the buyer gets the rest back without the provider.
+async fn an_abandoned_session_is_settled_with_the_latest_claim_after_the_review_window(app: TestApp) {
+    let (p, order) = session(&app).await;
+    app.clock.advance(Duration::hours(1));
+    record(&app, &p, &order, 500, app.clock.now()).await.ok();
+    let claim = next_claim(&app, &p, &order).await;
+    let escrow = app
+        .gql("query($id: ID!) { order(id: $id) { bitcoinEscrow { address descriptor timelockBlocks buyerPublicKey buyerRefundPublicKey providerPublicKey arbitratorPublicKey } } }",
+            json!({"id": order["id"]}), Some(&p.buyer.access_token))
+        .await
+        .ok()["order"]["bitcoinEscrow"]
+        .clone();
+    submit_claim(&app, &p, &order, &p.buyer_wallet.sign(&escrow, claim["psbt"].as_str().unwrap())).await.ok();
+    let q = "mutation($i: OrderActionInput!) { markDelivered(input: $i) { order { status } } }";
+    app.gql(q, json!({"i": {"orderId": order["id"]}}), Some(&p.provider.access_token)).await.ok();
+    // Not before the review window ends.
+    assert_eq!(agora_api::metered::settle_abandoned(&app.state, app.clock.now()).await.unwrap(), 0);
+    app.clock.advance(Duration::hours(73));
+    assert_eq!(agora_api::metered::settle_abandoned(&app.state, app.clock.now()).await.unwrap(), 1);
+    let q = "query($id: ID!) { order(id: $id) { status payout { complete signedBy transactionHex breakdown { provider commission buyer } } arbitratorSignatures { rule } } }";
+    let o = app.gql(q, json!({"id": order["id"]}), Some(&p.buyer.access_token)).await.ok()["order"].clone();
+    assert_eq!(o["payout"]["complete"], true, "{o}");
+    assert_eq!(o["payout"]["signedBy"], json!(["BUYER", "MARKETPLACE"]));
+    assert!(o["arbitratorSignatures"][0]["rule"].as_str().unwrap().starts_with("latest_claim"));
+    let b = &o["payout"]["breakdown"];
+    assert_eq!(amount(&b["provider"]) + amount(&b["commission"]), amount(&claim["cumulative"]));
+    let tx = transaction(o["payout"]["transactionHex"].as_str().unwrap());
+    verify_spends(&tx, &spent_outputs(&escrow, &tx, &[100_000])).expect("bitcoinconsensus");
+}
+
 on_both_backends!(
+    an_abandoned_session_is_settled_with_the_latest_claim_after_the_review_window,
     a_buyer_alerted_near_the_end_of_the_deposit_tops_up_and_continues,
     a_dispute_on_a_metered_order_carries_the_latest_claim,
     a_metered_deposit_is_never_released_whole,

@@ -841,16 +841,39 @@ pub async fn close_session(
     else {
         return Err(ApiError::conflict("NO_CLAIM", "the buyer has not signed any claim yet"));
     };
+    let order = settle_latest(app, &txn, order, &mut s, (&claim_psbt, &claim_txid), provider_psbt, provider_blobs, Actor::Provider, now).await?;
+    txn.commit().await?;
+    tracing::info!(order.id = %order_id, claim.id = %claim_txid, "metered session settled with the latest claim");
+    Ok((order, s))
+}
+
+/// Settles the session with the buyer's latest claim, on behalf of `actor`:
+/// the provider (with its own signatures, or asking the marketplace to
+/// co-sign), or the scheduler once the review window of a delivery passed and
+/// the provider did not close (the marketplace co-signs; the buyer's claim
+/// signatures complete the payout).
+#[allow(clippy::too_many_arguments)]
+async fn settle_latest(
+    app: &AppState,
+    txn: &DatabaseTransaction,
+    order: Order,
+    s: &mut MeteredSession,
+    (claim_psbt, claim_txid): (&str, &str),
+    provider_psbt: Option<&str>,
+    provider_blobs: Option<&[String]>,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> ApiResult<Order> {
+    let order_id = order.id();
+    let claim_psbt = claim_psbt.to_owned();
+    let claim_txid = claim_txid.to_owned();
     if matches!(order.escrow, EscrowRecord::Xrpl(_)) {
-        let order = close_xrpl(app, &txn, order, &mut s, &claim_psbt, provider_blobs, now).await?;
-        txn.commit().await?;
-        tracing::info!(order.id = %order_id, claim.id = %claim_txid, "metered session settled with the latest claim");
-        return Ok((order, s));
+        return close_xrpl(app, txn, order, s, &claim_psbt, provider_blobs, actor, now).await;
     }
     if let Some(p) = provider_psbt {
         let txid = decode_psbt(p)?.unsigned_tx.compute_txid().to_string();
         if txid != claim_txid {
-            let older = store::claims_of(&txn, order_id).await?.into_iter().any(|c| c.txid == txid);
+            let older = store::claims_of(txn, order_id).await?.into_iter().any(|c| c.txid == txid);
             return Err(if older {
                 ApiError::conflict("CLAIM_NOT_LATEST", "psbt: this is an older claim; complete the buyer's latest claim")
             } else {
@@ -864,7 +887,7 @@ pub async fn close_session(
         latest_claim: claimed,
         service_cosigns: provider_psbt.is_none(),
     };
-    let mut order = orders::transition(app, &txn, order, Actor::Provider, &event, now).await?;
+    let mut order = orders::transition(app, txn, order, actor, &event, now).await?;
     let EscrowRecord::Bitcoin(b) = &mut order.escrow else {
         return Err(ApiError::internal("claim on a non-Bitcoin escrow"));
     };
@@ -885,12 +908,10 @@ pub async fn close_session(
             "psbt: it does not carry your signature on every input",
         ));
     }
-    orders::save_and_hint(app, &txn, &mut order, now).await?;
+    orders::save_and_hint(app, txn, &mut order, now).await?;
     s.session.closed = true;
-    save_session(app, &txn, &mut s, now).await?;
-    txn.commit().await?;
-    tracing::info!(order.id = %order_id, escrow.txid = %claim_txid, "metered session settled with the latest claim");
-    Ok((order, s))
+    save_session(app, txn, s, now).await?;
+    Ok(order)
 }
 
 /// XRPL: settles with the latest claim's Payments, completed by the
@@ -903,6 +924,7 @@ async fn close_xrpl(
     s: &mut MeteredSession,
     stored: &str,
     provider_blobs: Option<&[String]>,
+    actor: Actor,
     now: DateTime<Utc>,
 ) -> ApiResult<Order> {
     let claim: XrplClaim = serde_json::from_str(stored).map_err(ApiError::internal)?;
@@ -927,7 +949,7 @@ async fn close_xrpl(
         latest_claim: claimed,
         service_cosigns: provider_blobs.is_none(),
     };
-    let mut order = orders::transition(app, txn, order, Actor::Provider, &event, now).await?;
+    let mut order = orders::transition(app, txn, order, actor, &event, now).await?;
     let EscrowRecord::Xrpl(x) = &mut order.escrow else {
         return Err(ApiError::internal("claim on a non-XRPL escrow"));
     };
@@ -952,4 +974,37 @@ async fn close_xrpl(
     s.session.closed = true;
     save_session(app, txn, s, now).await?;
     Ok(order)
+}
+
+/// Sessions whose provider delivered but never closed: once the review window
+/// has passed, the latest claim is settled with the marketplace co-signing, so
+/// the buyer gets the rest of the deposit back without waiting for a timelock
+/// (which XRPL escrows do not have). Returns how many sessions were settled.
+pub async fn settle_abandoned(app: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
+    let mut settled = 0;
+    for record in agora_persistence::orders::orders_in_status(&app.db, &["Delivered"], 500).await? {
+        let order = Order::from_record(record)?;
+        if !order.is_metered() {
+            continue;
+        }
+        let EscrowState::Delivered { delivered_at, .. } = &order.state else { continue };
+        if now <= order.terms.deadlines().review_ends(*delivered_at) {
+            continue;
+        }
+        let txn = app.db.begin().await?;
+        let fresh = orders::load(&txn, order.id()).await?;
+        let Ok(mut s) = load_session(&txn, order.id()).await else { continue };
+        let (Some(claim_psbt), Some(claim_txid)) = (s.record.latest_claim_psbt.clone(), s.record.latest_claim_txid.clone()) else {
+            continue;
+        };
+        match settle_latest(app, &txn, fresh, &mut s, (&claim_psbt, &claim_txid), None, None, Actor::System, now).await {
+            Ok(_) => {
+                txn.commit().await?;
+                settled += 1;
+                tracing::info!(order.id = %order.id(), "abandoned metered session settled with the latest claim");
+            }
+            Err(e) => tracing::warn!(order.id = %order.id(), error = ?e, "abandoned session not settled; retrying later"),
+        }
+    }
+    Ok(settled)
 }

@@ -96,6 +96,9 @@ pub fn spawn(app: Arc<AppState>, interval: Duration) {
             if let Err(e) = crate::disputes::sweep(&app, now).await {
                 tracing::warn!(error = ?e, "dispute deadline sweep failed");
             }
+            if let Err(e) = crate::metered::settle_abandoned(&app, now).await {
+                tracing::warn!(error = ?e, "abandoned-session sweep failed");
+            }
         }
     });
 }

@@ -65,6 +65,9 @@ pub enum EscrowEvent {
     /// The provider settles a metered session with the buyer's latest valid
     /// claim (`latest_claim`, validated by the caller): `claimed` (gross) goes
     /// to the provider, which may not exceed the latest claim nor the deposit.
+    /// If the provider disappears after delivering, the scheduler (System)
+    /// settles exactly the latest claim once the review window has passed, with
+    /// the marketplace co-signing, so the buyer gets the rest back.
     SettleClaim {
         claimed: Amount,
         latest_claim: Amount,
@@ -107,6 +110,7 @@ const BUYER: &[Actor] = &[Actor::Buyer];
 const PROVIDER: &[Actor] = &[Actor::Provider];
 const ARBITRATOR: &[Actor] = &[Actor::Arbitrator];
 const SYSTEM: &[Actor] = &[Actor::System];
+const PROVIDER_OR_SYSTEM: &[Actor] = &[Actor::Provider, Actor::System];
 const CHAIN: &[Actor] = &[Actor::Chain];
 
 impl EscrowEvent {
@@ -114,7 +118,8 @@ impl EscrowEvent {
     /// restricted to the party that did not propose.
     pub const fn allowed_actors(&self) -> &'static [Actor] {
         match self {
-            EscrowEvent::MarkDelivered | EscrowEvent::SettleClaim { .. } => PROVIDER,
+            EscrowEvent::MarkDelivered => PROVIDER,
+            EscrowEvent::SettleClaim { .. } => PROVIDER_OR_SYSTEM,
             EscrowEvent::ReleaseFunds | EscrowEvent::RequestRefund => BUYER,
             EscrowEvent::ProposeCancel
             | EscrowEvent::AcceptCancel
@@ -520,6 +525,22 @@ fn step(
             service_cosigns,
         } => match state {
             S::Funded { funding } | S::Delivered { funding, .. } => {
+                if ctx.actor == Actor::System {
+                    // Only the latest claim, only after the review window of a
+                    // delivery, and only with the marketplace co-signing.
+                    let S::Delivered { delivered_at, .. } = state else {
+                        return Err(wrong_state());
+                    };
+                    let review_ends = deadlines.review_ends(*delivered_at);
+                    if !passed(now, review_ends) {
+                        return Err(EscrowError::DeadlineNotReached {
+                            deadline: review_ends,
+                        });
+                    }
+                    if !*service_cosigns || claimed != latest_claim {
+                        return Err(wrong_state());
+                    }
+                }
                 let due = ctx.terms.amount_due;
                 for other in [latest_claim, &due, &funding.amount] {
                     if other.asset() != claimed.asset() {

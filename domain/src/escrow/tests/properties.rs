@@ -24,7 +24,8 @@ const ALL_ACTORS: [Actor; 5] = [
 fn permitted(event: &EscrowEvent) -> &'static [Actor] {
     use EscrowEvent as E;
     match event {
-        E::MarkDelivered | E::SettleClaim { .. } => &[Actor::Provider],
+        E::MarkDelivered => &[Actor::Provider],
+        E::SettleClaim { .. } => &[Actor::Provider, Actor::System],
         E::ReleaseFunds | E::RequestRefund => &[Actor::Buyer],
         E::ProposeCancel | E::AcceptCancel | E::DeclineCancel | E::OpenDispute => {
             &[Actor::Buyer, Actor::Provider]
@@ -323,6 +324,7 @@ fn check_effects(
                             (EscrowEvent::ReleaseFunds, Actor::Buyer)
                                 | (EscrowEvent::ReviewWindowElapsed, Actor::System)
                                 | (EscrowEvent::SettleClaim { .. }, Actor::Provider)
+                                | (EscrowEvent::SettleClaim { .. }, Actor::System)
                         ),
                         "release caused by {:?}",
                         by

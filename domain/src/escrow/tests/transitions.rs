@@ -1552,6 +1552,28 @@ fn a_settlement_above_the_latest_claim_or_the_deposit_is_refused() {
 }
 
 #[test]
+fn the_scheduler_settles_the_latest_claim_only_after_the_review_window_of_a_delivery() {
+    let latest = DUE / 2;
+    // Not before the window ends, not on an undelivered order, not a lower
+    // amount, not without the marketplace co-signing.
+    let early = apply(&delivered(), &settle(latest, latest, true), &ctx(Actor::System, hours(2)));
+    assert!(matches!(early, Err(EscrowError::DeadlineNotReached { .. })), "{early:?}");
+    let late = hours(1_000_000);
+    let undelivered = apply(&funded(), &settle(latest, latest, true), &ctx(Actor::System, late));
+    assert!(matches!(undelivered, Err(EscrowError::WrongState { .. })));
+    let lower = apply(&delivered(), &settle(latest - 1, latest, true), &ctx(Actor::System, late));
+    assert!(matches!(lower, Err(EscrowError::WrongState { .. })));
+    let unsigned = apply(&delivered(), &settle(latest, latest, false), &ctx(Actor::System, late));
+    assert!(matches!(unsigned, Err(EscrowError::WrongState { .. })));
+    let t = ok(&delivered(), settle(latest, latest, true), Actor::System, late);
+    let EscrowState::PayingOut { payout, .. } = &t.state else {
+        panic!("expected a payout, got {}", t.state.name());
+    };
+    assert_eq!(payout.plan.claimed(), Some(latest));
+    assert!(t.effects.iter().any(|e| matches!(e, Effect::ArbitratorMaySign { .. })));
+}
+
+#[test]
 fn the_service_cosigns_a_settlement_when_the_provider_asks() {
     let t = ok(&delivered(), settle(DUE / 3, DUE / 2, true), Actor::Provider, hours(60));
     assert!(t.effects.iter().any(|e| matches!(
