@@ -651,8 +651,8 @@ mod xrpl_claims {
     const CLAIM: &str = "cumulative providerAmount commission buyerAmount networkFee psbt txid
         xrplTransactions { recipient amount sequence lastLedgerSequence txJson unsignedBlob }";
 
-    /// A 0.1 XRP/minute consultation with a 10 XRP deposit, funded.
-    async fn consultation(app: &TestApp) -> (Session, Session, Value) {
+    /// A 0.1 XRP/minute consultation ordered with a 10 XRP deposit.
+    async fn place_consultation(app: &TestApp) -> (Session, Session, Value) {
         let (provider, _) = app.new_provider("expert").await;
         app.gql(
             REGISTER_KEY,
@@ -689,6 +689,12 @@ mod xrpl_claims {
             .await
             .ok()["placeOrder"]["order"]
             .clone();
+        (provider, buyer, order)
+    }
+
+    /// A 0.1 XRP/minute consultation with a 10 XRP deposit, funded.
+    async fn consultation(app: &TestApp) -> (Session, Session, Value) {
+        let (provider, buyer, order) = place_consultation(app).await;
         let id = uuid_of(&order);
         prepare_xrpl_account(&app.state, id, 7, 1_000).await.expect("funding payment signed");
         deliver_xrpl_event(&app.state, id, XrplChainEvent::AccountCreated { ledger_index: 1_001 }).await.expect("created");
@@ -799,5 +805,98 @@ mod xrpl_claims {
         );
     }
 
-    on_both_backends!(an_expert_consultation_paid_per_minute_on_xrpl_is_settled_by_the_provider_alone);
+    /// The same consultation on the XRPL devnet: the watcher sets the escrow
+    /// account up, sees the deposit, submits the provider-completed claim and
+    /// settles the order once the Payments are validated.
+    async fn a_consultation_settles_on_the_xrpl_devnet_with_the_exact_claim_split(backend: agora_tests::Backend) {
+        use agora_api::watcher::xrpl::XrplWatcher;
+        use agora_escrow::source::rippled::RippledSource;
+        use crate::chains_xrpl::{catch_up, pay_deposit, tick};
+        if !xrpl::available() {
+            return;
+        }
+        let app = TestApp::spawn_with_chains(backend).await;
+        let chains = app.chains().clone();
+        let source = RippledSource::connect(&chains.xrpl_ws_url, &chains.xrpl_rpc_url).await.unwrap();
+        let watcher = XrplWatcher::new(app.state.clone(), source);
+        chains.xrpl.faucet(BUYER_ADDRESS, 100_000_000).unwrap();
+        chains.xrpl.faucet(PROVIDER_ADDRESS, 20_000_000).unwrap();
+        chains.xrpl.close_ledger();
+        catch_up(&watcher).await;
+        let (provider, buyer, order) = place_consultation(&app).await;
+        watcher.submit_pending().await.unwrap();
+        for _ in 0..3 {
+            tick(&app, &watcher).await;
+        }
+        let q = format!("query($id: ID!) {{ order(id: $id) {{ {FIELDS} }} }}");
+        let ready = app.gql(&q, json!({"id": order["id"]}), Some(&buyer.access_token)).await.ok()["order"].clone();
+        assert_eq!(ready["xrplEscrow"]["setupStatus"], "READY");
+        pay_deposit(&app, ready["xrplEscrow"]["account"].as_str().unwrap(), 10_000_000).await;
+        tick(&app, &watcher).await;
+        let funded = app.gql(&q, json!({"id": order["id"]}), Some(&buyer.access_token)).await.ok()["order"].clone();
+        assert_eq!(funded["status"], "FUNDED");
+        minutes(&app, &provider, &order, 12).await;
+        let claim = next_claim(&app, &buyer, &order).await;
+        submit(&app, &buyer, &order, &sign(&claim, BUYER_SEED)).await.ok();
+        let close = format!("mutation($i: CloseSessionInput!) {{ closeSession(input: $i) {{ order {{ {FIELDS} }} }} }}");
+        app.gql(&close, json!({"i": {"orderId": order["id"], "signedTransactions": sign(&claim, PROVIDER_SEED)}}), Some(&provider.access_token))
+            .await
+            .ok();
+        let provider_before = chains.xrpl.account(PROVIDER_ADDRESS).unwrap().balance_drops;
+        let buyer_before = chains.xrpl.account(BUYER_ADDRESS).unwrap().balance_drops;
+        watcher.submit_pending().await.unwrap();
+        tick(&app, &watcher).await;
+        let settled = app.gql(&q, json!({"id": order["id"]}), Some(&buyer.access_token)).await.ok()["order"].clone();
+        assert_eq!(settled["status"], "SETTLED", "{settled}");
+        let provider_after = chains.xrpl.account(PROVIDER_ADDRESS).unwrap().balance_drops;
+        let buyer_after = chains.xrpl.account(BUYER_ADDRESS).unwrap().balance_drops;
+        assert_eq!(provider_after - provider_before, amount(&claim["providerAmount"]));
+        assert_eq!(buyer_after - buyer_before, amount(&claim["buyerAmount"]));
+    }
+
+    /// The provider asks the marketplace to co-sign the latest claim instead of
+    /// signing: the buyer's claim signatures and the marketplace's complete it.
+    async fn the_marketplace_cosigns_the_latest_xrpl_claim_when_the_provider_asks(app: TestApp) {
+        if !xrpl::available() {
+            return;
+        }
+        let (provider, buyer, order) = consultation(&app).await;
+        minutes(&app, &provider, &order, 7).await;
+        let claim = next_claim(&app, &buyer, &order).await;
+        submit(&app, &buyer, &order, &sign(&claim, BUYER_SEED)).await.ok();
+        let close = format!("mutation($i: CloseSessionInput!) {{ closeSession(input: $i) {{ order {{ {FIELDS} }} }} }}");
+        let closed = app.gql(&close, json!({"i": {"orderId": order["id"]}}), Some(&provider.access_token)).await.ok();
+        let o = &closed["closeSession"]["order"];
+        assert_eq!(o["payout"]["complete"], true, "{o}");
+        assert!(o["arbitratorSignatures"][0]["rule"].as_str().unwrap().starts_with("latest_claim"));
+        let finals: Vec<String> = o["payout"]["xrplTransactions"].as_array().unwrap().iter().map(|t| t["finalBlob"].as_str().unwrap().to_owned()).collect();
+        let arbitrator = o["xrplEscrow"]["arbitratorAccount"].as_str().unwrap();
+        let decoded = xrpl::verify(o["xrplEscrow"]["account"].as_str().unwrap(), &[BUYER_ADDRESS, PROVIDER_ADDRESS, arbitrator], &finals)
+            .expect("xrpl-py verifies the co-signed claim");
+        for d in &decoded {
+            let mut signers: Vec<&str> = d["signers"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+            signers.sort_unstable();
+            let mut expected = vec![BUYER_ADDRESS, arbitrator];
+            expected.sort_unstable();
+            assert_eq!(signers, expected);
+        }
+        assert_eq!(decoded[1]["amount"], claim["providerAmount"]);
+    }
+
+    mod on_the_devnet {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres() {
+            super::a_consultation_settles_on_the_xrpl_devnet_with_the_exact_claim_split(agora_tests::Backend::Postgres).await
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sqlite() {
+            super::a_consultation_settles_on_the_xrpl_devnet_with_the_exact_claim_split(agora_tests::Backend::Sqlite).await
+        }
+    }
+
+    on_both_backends!(
+        an_expert_consultation_paid_per_minute_on_xrpl_is_settled_by_the_provider_alone,
+        the_marketplace_cosigns_the_latest_xrpl_claim_when_the_provider_asks,
+    );
 }
