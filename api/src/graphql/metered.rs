@@ -1,12 +1,10 @@
 //! GraphQL for metered sessions: peak windows, usage, claims, settlement,
 //! usage alerts and the `sessionUpdated` stream.
 
-use std::time::Duration;
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc, Weekday};
-use futures_util::stream::{self, Stream};
-use tokio::sync::broadcast::error::RecvError;
+use futures_util::stream::Stream;
 use uuid::Uuid;
 
 use agora_domain::escrow::payout::PayoutBreakdown;
@@ -14,6 +12,7 @@ use agora_domain::metering::{format_minute, PeakSchedule, PeakWindowInput};
 
 use super::context::{state, viewer};
 use super::errors::{ApiError, ApiResult};
+use super::follow::follow_versions;
 use super::node::{expect, NodeType};
 use super::order::OrderObject;
 use super::scalars::MinorUnits;
@@ -524,7 +523,6 @@ impl MeteredMutation {
     }
 }
 
-const POLL: Duration = Duration::from_secs(1);
 
 /// `sessionUpdated(id)`: the session now, then after every change (hint + poll,
 /// as `orderUpdated`).
@@ -535,42 +533,16 @@ pub async fn follow_session(ctx: &Context<'_>, id: &ID) -> async_graphql::Result
     let (order, _, first) = metered::load_for(&app.db, order_id, v.user_id).await?;
     let deposit = order.terms.amount_due().minor();
     let limit = metered::claim_limit(&app, &order)?;
+    let version = first.record.version;
     let hints = app.order_updates.subscribe();
     let user = v.user_id;
-    Ok(stream::unfold(
-        (app, hints, Some(first), -1i32),
-        move |(app, mut hints, first, mut seen)| async move {
-            let wrap = |s: MeteredSession| SessionObject { session: s, deposit, limit };
-            if let Some(s) = first {
-                let version = s.record.version;
-                return Some((wrap(s), (app, hints, None, version)));
-            }
-            loop {
-                let _ = tokio::time::timeout(POLL, async {
-                    loop {
-                        match hints.recv().await {
-                            Ok(id) if id == order_id => return,
-                            Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                            Err(RecvError::Closed) => {
-                                tokio::time::sleep(POLL).await;
-                                return;
-                            }
-                        }
-                    }
-                })
-                .await;
-                for delay_ms in [0u64, 50, 200] {
-                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                    match metered::load_for(&app.db, order_id, user).await {
-                        Ok((_, _, s)) if s.record.version > seen => {
-                            seen = s.record.version;
-                            return Some((wrap(s), (app, hints, None, seen)));
-                        }
-                        Ok(_) => {}
-                        Err(_) => return None,
-                    }
-                }
-            }
-        },
-    ))
+    let first = SessionObject { session: first, deposit, limit };
+    Ok(follow_versions(first, version, hints, order_id, move || {
+        let app = app.clone();
+        async move {
+            let (_, _, s) = metered::load_for(&app.db, order_id, user).await.ok()?;
+            let version = s.record.version;
+            Some((SessionObject { session: s, deposit, limit }, version))
+        }
+    }))
 }

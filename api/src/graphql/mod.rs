@@ -4,6 +4,7 @@ pub mod account;
 pub mod context;
 pub mod dispute;
 pub mod errors;
+pub mod follow;
 pub mod listing;
 pub mod loaders;
 pub mod metered;

@@ -12,7 +12,6 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, Stream};
 use sea_orm::TransactionTrait;
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::context::{state, viewer};
@@ -365,7 +364,6 @@ impl NotificationMutation {
     }
 }
 
-const POLL: Duration = Duration::from_secs(1);
 /// How far back a subscription looks for notifications it has not pushed:
 /// a transaction that took longer than this to commit would go unpushed
 /// (still listed by `myNotifications`).
@@ -419,23 +417,9 @@ pub async fn follow_my_notifications(
             if let Some(row) = f.queue.pop_front() {
                 return Some((NotificationObject(row), f));
             }
-            let user_id = f.user_id;
-            let hints = &mut f.hints;
-            let _ = tokio::time::timeout(POLL, async {
-                loop {
-                    match hints.recv().await {
-                        Ok(id) if id == user_id => return,
-                        Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => {
-                            tokio::time::sleep(POLL).await;
-                            return;
-                        }
-                    }
-                }
-            })
-            .await;
+            super::follow::wait_for_hint(&mut f.hints, f.user_id).await;
             // The hint is sent before the change commits: look again shortly.
-            for delay_ms in [0u64, 50, 200] {
+            for delay_ms in super::follow::REREAD_MS {
                 tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                 if f.look().await.is_err() {
                     return None;

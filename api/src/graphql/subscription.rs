@@ -1,22 +1,17 @@
 //! GraphQL subscriptions (graphql-transport-ws on `/graphql/ws`).
 //!
-//! `orderUpdated(id)` sends the order as it is, then again after every change.
-//! A change on this replica wakes the stream at once (a broadcast hint sent
-//! when an order is saved); changes made by other replicas are picked up by a
-//! version check every second, so no update is lost whichever replica made it.
-
-use std::time::Duration;
+//! Each sends the record as it is, then again after every change; see
+//! `follow` for how changes are noticed on any replica.
 
 use async_graphql::{Context, Subscription, ID};
-use futures_util::stream::{self, Stream};
-use tokio::sync::broadcast::error::RecvError;
+use futures_util::stream::Stream;
 
 use super::context::{state, viewer};
+use super::follow::follow_versions;
 use super::node::{expect, NodeType};
 use super::order::OrderObject;
 use crate::orders;
 
-const POLL: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub struct Subscription;
@@ -30,47 +25,16 @@ impl Subscription {
         let order_id = expect(NodeType::Order, &id, "id")?;
         let app = state(ctx).clone();
         let (order, _) = orders::load_for(&app.db, order_id, v.user_id).await?;
+        let version = order.record.version;
         let hints = app.order_updates.subscribe();
-        let first = Some(order);
-        let user = v.user_id;
-        Ok(stream::unfold(
-            (app, hints, first, -1i32),
-            move |(app, mut hints, first, mut seen)| async move {
-                if let Some(order) = first {
-                    let version = order.record.version;
-                    return Some((OrderObject(order), (app, hints, None, version)));
-                }
-                loop {
-                    // Wake on a hint for this order or after the poll interval.
-                    let _ = tokio::time::timeout(POLL, async {
-                        loop {
-                            match hints.recv().await {
-                                Ok(id) if id == order_id => return,
-                                Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                                Err(RecvError::Closed) => {
-                                    tokio::time::sleep(POLL).await;
-                                    return;
-                                }
-                            }
-                        }
-                    })
-                    .await;
-                    // The hint is sent before the change commits: look again shortly.
-                    for delay_ms in [0u64, 50, 200] {
-                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                        match orders::load_for(&app.db, order_id, user).await {
-                            Ok((order, _)) if order.record.version > seen => {
-                                seen = order.record.version;
-                                return Some((OrderObject(order), (app, hints, None, seen)));
-                            }
-                            Ok(_) => {}
-                            // The order vanished or the caller lost access: end the stream.
-                            Err(_) => return None,
-                        }
-                    }
-                }
-            },
-        ))
+        Ok(follow_versions(OrderObject(order), version, hints, order_id, move || {
+            let app = app.clone();
+            async move {
+                let (order, _) = orders::load_for(&app.db, order_id, v.user_id).await.ok()?;
+                let version = order.record.version;
+                Some((OrderObject(order), version))
+            }
+        }))
     }
 
     /// The metered session of one of your orders: now, and after every change
@@ -94,21 +58,15 @@ impl Subscription {
         let dispute_id = expect(NodeType::Dispute, &id, "id")?;
         let app = state(ctx).clone();
         let (first, _) = crate::disputes::load_for(&app.db, &v, dispute_id).await?;
-        Ok(stream::unfold((app, v, Some(first), -1i32), move |(app, v, first, mut seen)| async move {
-            if let Some(d) = first {
+        let version = first.version;
+        // Dispute writes send no hint: the stream follows by its poll.
+        let hints = app.order_updates.subscribe();
+        Ok(follow_versions(super::dispute::DisputeObject(first), version, hints, dispute_id, move || {
+            let (app, v) = (app.clone(), v.clone());
+            async move {
+                let (d, _) = crate::disputes::load_for(&app.db, &v, dispute_id).await.ok()?;
                 let version = d.version;
-                return Some((super::dispute::DisputeObject(d), (app, v, None, version)));
-            }
-            loop {
-                tokio::time::sleep(POLL).await;
-                match crate::disputes::load_for(&app.db, &v, dispute_id).await {
-                    Ok((d, _)) if d.version > seen => {
-                        seen = d.version;
-                        return Some((super::dispute::DisputeObject(d), (app, v, None, seen)));
-                    }
-                    Ok(_) => {}
-                    Err(_) => return None,
-                }
+                Some((super::dispute::DisputeObject(d), version))
             }
         }))
     }
