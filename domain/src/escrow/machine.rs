@@ -43,6 +43,10 @@ pub struct Context {
     /// The last chain height the watcher processed, for the timelock margin.
     pub chain_height: u64,
     pub terms: EscrowTerms,
+    /// Metered orders: the cumulative amount of the buyer's latest valid
+    /// claim, if the buyer signed one. Every automatic outcome of such an
+    /// order pays it (see [`EscrowError::ClaimOutstanding`]).
+    pub latest_claim: Option<Amount>,
 }
 
 /// Something that happened to an escrow.
@@ -81,6 +85,9 @@ pub enum EscrowEvent {
     FundingDeadlinePassed,
     DeliveryDeadlinePassed,
     ReviewWindowElapsed,
+    /// The buyer released the funds but has not signed the release within
+    /// the grace period: the marketplace co-signs it with the provider.
+    ReleaseSigningOverdue,
     // Chain (the watcher).
     /// The escrow holds `amount` in total; the least-confirmed funding has
     /// `confirmations`; the earliest funding is in block `funding_height`.
@@ -102,6 +109,13 @@ pub enum EscrowEvent {
     /// The buyer spent the escrow through the time-locked refund path.
     TimeoutSpendSeen {
         txid: String,
+    },
+    /// The accepted funding was spent, with two of the three keys, by a
+    /// transaction Agora did not prepare; `outcome` is what it paid, as the
+    /// chain shows it. Final once it is as deep as a payout must be.
+    OtherSpendSeen {
+        txid: String,
+        outcome: Settled,
     },
 }
 
@@ -128,13 +142,15 @@ impl EscrowEvent {
             EscrowEvent::Decide { .. } => ARBITRATOR,
             EscrowEvent::FundingDeadlinePassed
             | EscrowEvent::DeliveryDeadlinePassed
-            | EscrowEvent::ReviewWindowElapsed => SYSTEM,
+            | EscrowEvent::ReviewWindowElapsed
+            | EscrowEvent::ReleaseSigningOverdue => SYSTEM,
             EscrowEvent::FundingSeen { .. }
             | EscrowEvent::FundingReorged
             | EscrowEvent::PayoutBroadcast { .. }
             | EscrowEvent::PayoutConfirmed { .. }
             | EscrowEvent::PayoutReorged
-            | EscrowEvent::TimeoutSpendSeen { .. } => CHAIN,
+            | EscrowEvent::TimeoutSpendSeen { .. }
+            | EscrowEvent::OtherSpendSeen { .. } => CHAIN,
         }
     }
 
@@ -153,12 +169,14 @@ impl EscrowEvent {
             EscrowEvent::FundingDeadlinePassed => "FundingDeadlinePassed",
             EscrowEvent::DeliveryDeadlinePassed => "DeliveryDeadlinePassed",
             EscrowEvent::ReviewWindowElapsed => "ReviewWindowElapsed",
+            EscrowEvent::ReleaseSigningOverdue => "ReleaseSigningOverdue",
             EscrowEvent::FundingSeen { .. } => "FundingSeen",
             EscrowEvent::FundingReorged => "FundingReorged",
             EscrowEvent::PayoutBroadcast { .. } => "PayoutBroadcast",
             EscrowEvent::PayoutConfirmed { .. } => "PayoutConfirmed",
             EscrowEvent::PayoutReorged => "PayoutReorged",
             EscrowEvent::TimeoutSpendSeen { .. } => "TimeoutSpendSeen",
+            EscrowEvent::OtherSpendSeen { .. } => "OtherSpendSeen",
         }
     }
 }
@@ -266,6 +284,8 @@ pub enum Alert {
     FundingChanged { recorded: Amount, seen: Amount },
     /// The buyer took the timelock path while the escrow was still open.
     TimelockSpent { state: String },
+    /// The escrow was spent by a transaction Agora did not prepare.
+    SettledElsewhere { state: String, txid: String },
 }
 
 /// Why an event was refused.
@@ -291,6 +311,10 @@ pub enum EscrowError {
     AssetMismatch { expected: Asset, got: Asset },
     #[error("a settlement of {claimed} exceeds {limit} (the latest claim or the deposit)")]
     ClaimAboveLimit { claimed: Amount, limit: Amount },
+    /// A metered order with a signed claim is never refunded whole: the
+    /// provider is paid the latest claim (`SettleClaim`), the buyer the rest.
+    #[error("the buyer signed a claim of {latest_claim}: settle it instead of refunding the deposit")]
+    ClaimOutstanding { latest_claim: Amount },
 }
 
 /// How the API should classify an error.
@@ -315,7 +339,8 @@ impl EscrowError {
             | EscrowError::DeadlinePassed { .. }
             | EscrowError::DeadlineNotReached { .. }
             | EscrowError::AlreadySettled
-            | EscrowError::ClaimAboveLimit { .. } => ErrorKind::Conflict,
+            | EscrowError::ClaimAboveLimit { .. }
+            | EscrowError::ClaimOutstanding { .. } => ErrorKind::Conflict,
             EscrowError::AssetMismatch { .. } => ErrorKind::Internal,
         }
     }
@@ -412,6 +437,7 @@ fn step(
                         deadline: deadlines.delivery_by,
                     });
                 }
+                refuse_if_claimed(ctx)?;
                 Ok(pay_out(funding, PayoutBasis::DeliveryDeadlinePassed, ctx))
             }
             _ => Err(wrong_state()),
@@ -524,22 +550,30 @@ fn step(
             latest_claim,
             service_cosigns,
         } => match state {
-            S::Funded { funding } | S::Delivered { funding, .. } => {
+            S::Funded { funding }
+            | S::Delivered { funding, .. }
+            | S::Cancelling { funding, .. } => {
                 if ctx.actor == Actor::System {
-                    // Only the latest claim, only after the review window of a
-                    // delivery, and only with the marketplace co-signing.
-                    let S::Delivered { delivered_at, .. } = state else {
-                        return Err(wrong_state());
+                    // Only the latest claim, only once the service's automatic
+                    // outcome is due (the review window of a delivery passed,
+                    // or the delivery deadline passed without one), and only
+                    // with the marketplace co-signing.
+                    let due_at = match state {
+                        S::Delivered { delivered_at, .. }
+                        | S::Cancelling {
+                            delivered_at: Some(delivered_at),
+                            ..
+                        } => deadlines.review_ends(*delivered_at),
+                        _ => deadlines.delivery_by,
                     };
-                    let review_ends = deadlines.review_ends(*delivered_at);
-                    if !passed(now, review_ends) {
-                        return Err(EscrowError::DeadlineNotReached {
-                            deadline: review_ends,
-                        });
+                    if !passed(now, due_at) {
+                        return Err(EscrowError::DeadlineNotReached { deadline: due_at });
                     }
                     if !*service_cosigns || claimed != latest_claim {
                         return Err(wrong_state());
                     }
+                } else if matches!(state, S::Cancelling { .. }) {
+                    return Err(wrong_state());
                 }
                 let due = ctx.terms.amount_due;
                 for other in [latest_claim, &due, &funding.amount] {
@@ -608,6 +642,7 @@ fn step(
                         deadline: deadlines.delivery_by,
                     });
                 }
+                refuse_if_claimed(ctx)?;
                 Ok(pay_out(funding, PayoutBasis::DeliveryDeadlinePassed, ctx))
             }
             // Late funds of an expired order: the refund was prepared before
@@ -648,6 +683,25 @@ fn step(
                     delivered_at: *delivered_at,
                 };
                 Ok(pay_out(funding, basis, ctx))
+            }
+            _ => Err(wrong_state()),
+        },
+
+        EscrowEvent::ReleaseSigningOverdue => match state {
+            S::PayingOut { payout, .. } => {
+                let PayoutBasis::BuyerReleased { at } = payout.basis else {
+                    return Err(wrong_state());
+                };
+                let ends = deadlines.release_signing_ends(at);
+                if !passed(now, ends) {
+                    return Err(EscrowError::DeadlineNotReached { deadline: ends });
+                }
+                Ok(Transition {
+                    state: state.clone(),
+                    effects: arbitrator_may_sign(state, payout.outcome(), ctx)
+                        .into_iter()
+                        .collect(),
+                })
             }
             _ => Err(wrong_state()),
         },
@@ -849,6 +903,34 @@ fn step(
             _ => Err(wrong_state()),
         },
 
+        EscrowEvent::OtherSpendSeen { txid, outcome } => match state {
+            S::Funded { .. }
+            | S::Delivered { .. }
+            | S::Cancelling { .. }
+            | S::Disputed { .. }
+            | S::PayingOut { .. } => {
+                let mut effects = vec![notify(
+                    Audience::Parties,
+                    Notice::Settled { outcome: *outcome },
+                )];
+                // Two keys agreeing on something else than the prepared
+                // payout is legitimate but worth a look.
+                effects.push(Effect::Alert(Alert::SettledElsewhere {
+                    state: state.name().to_owned(),
+                    txid: txid.clone(),
+                }));
+                Ok(Transition {
+                    state: S::Settled {
+                        outcome: *outcome,
+                        by: SettledBy::Other { txid: txid.clone() },
+                        at: now,
+                    },
+                    effects,
+                })
+            }
+            _ => Err(wrong_state()),
+        },
+
         EscrowEvent::TimeoutSpendSeen { txid } => match state {
             S::Funded { .. }
             | S::Delivered { .. }
@@ -881,6 +963,17 @@ fn step(
             }
             _ => Err(wrong_state()),
         },
+    }
+}
+
+/// Refunds for non-delivery ignore nothing the buyer signed: with a claim
+/// outstanding, the service settles it instead (`SettleClaim` by System).
+fn refuse_if_claimed(ctx: &Context) -> Result<(), EscrowError> {
+    match ctx.latest_claim {
+        Some(latest_claim) if latest_claim.minor() > 0 => {
+            Err(EscrowError::ClaimOutstanding { latest_claim })
+        }
+        _ => Ok(()),
     }
 }
 

@@ -10,8 +10,13 @@
 //! - a provider's settlement that pays at most the buyer's latest valid claim,
 //!   when the provider asked the marketplace to complete it.
 //!
+//! - stray funds (outside the accepted funding) → back to the buyer, whole
+//!   but for the network fee ([`may_sign_stray_refund`]);
+//! - a release the buyer asked for, once the buyer left it unsigned through
+//!   the release signing grace (the provider signs the other half).
+//!
 //! Everything else is refused with a reason. In particular a buyer's release
-//! is signed by buyer and provider; the arbitrator key is not needed.
+//! is signed by buyer and provider while the grace lasts.
 //! The signer calls [`may_arbitrator_sign`] again on the stored state right
 //! before signing, and checks that the transaction pays what the plan says.
 
@@ -25,6 +30,8 @@ use crate::money::BasisPoints;
 /// The rule under which the arbitrator key may sign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SigningRule {
+    /// The buyer released the funds and stayed silent through the grace period.
+    UnsignedRelease,
     MutualCancel,
     ReviewWindowPassed,
     DeliveryDeadlinePassed,
@@ -32,6 +39,9 @@ pub enum SigningRule {
     /// The provider's settlement of a metered session, paying `claimed`
     /// (gross) — at most the buyer's latest valid claim.
     LatestClaim { claimed: u64 },
+    /// Funds that reached the escrow outside its accepted funding, returned
+    /// to the buyer (`amount` after the network fee).
+    StrayRefund { amount: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,8 +55,10 @@ pub enum PolicyError {
         prepared: Outcome,
         requested: Outcome,
     },
-    #[error("the buyer released the funds: buyer and provider sign, not the arbitrator")]
-    PartiesSign,
+    #[error("the buyer released the funds: buyer and provider sign until {until}")]
+    PartiesSign {
+        until: chrono::DateTime<chrono::Utc>,
+    },
     #[error("not before {deadline}")]
     TooEarly {
         deadline: chrono::DateTime<chrono::Utc>,
@@ -57,6 +69,8 @@ pub enum PolicyError {
     ProviderSigns,
     #[error("the settlement pays {claimed}, more than the buyer's latest claim ({latest})")]
     AboveLatestClaim { claimed: u64, latest: u64 },
+    #[error("a stray-funds refund spends only stray outputs and pays them to the buyer, less the fee")]
+    NotAStrayRefund,
 }
 
 /// Whether the arbitrator key may co-sign a payout of `outcome` for an escrow
@@ -88,7 +102,14 @@ pub fn may_arbitrator_sign(
     }
     let deadlines = &ctx.terms.deadlines;
     match payout.basis {
-        PayoutBasis::BuyerReleased { .. } => Err(PolicyError::PartiesSign),
+        PayoutBasis::BuyerReleased { at } => {
+            let ends = deadlines.release_signing_ends(at);
+            if passed(ctx.now, ends) {
+                Ok(SigningRule::UnsignedRelease)
+            } else {
+                Err(PolicyError::PartiesSign { until: ends })
+            }
+        }
         PayoutBasis::ReviewWindowPassed { delivered_at } => {
             let review_ends = deadlines.review_ends(delivered_at);
             if passed(ctx.now, review_ends) {
@@ -143,4 +164,45 @@ pub fn may_arbitrator_sign(
             Ok(SigningRule::LatestClaim { claimed: paid })
         }
     }
+}
+
+/// A refund of deposits that reached the escrow outside its accepted funding
+/// (after the funding was frozen, or after the escrow settled), as built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrayRefund {
+    /// What the spent stray outputs hold together.
+    pub total: u64,
+    /// What the refund pays to the buyer's refund address.
+    pub to_buyer: u64,
+    /// Whether any input is part of the accepted funding (never allowed).
+    pub spends_accepted_funding: bool,
+    /// Whether any output pays someone other than the buyer.
+    pays_others: bool,
+}
+
+impl StrayRefund {
+    pub const fn new(total: u64, to_buyer: u64, spends_accepted_funding: bool, pays_others: bool) -> Self {
+        Self {
+            total,
+            to_buyer,
+            spends_accepted_funding,
+            pays_others,
+        }
+    }
+}
+
+/// Whether the marketplace key may co-sign `refund`: stray funds go back to
+/// the buyer whole, less only the network fee (`max_fee` at most), and a
+/// stray refund never touches the accepted funding.
+pub fn may_sign_stray_refund(refund: &StrayRefund, max_fee: u64) -> Result<SigningRule, PolicyError> {
+    if refund.spends_accepted_funding || refund.pays_others {
+        return Err(PolicyError::NotAStrayRefund);
+    }
+    let fee = refund.total.saturating_sub(refund.to_buyer);
+    if refund.to_buyer == 0 || refund.to_buyer > refund.total || fee > max_fee {
+        return Err(PolicyError::NotAStrayRefund);
+    }
+    Ok(SigningRule::StrayRefund {
+        amount: refund.to_buyer,
+    })
 }

@@ -101,6 +101,18 @@ pub enum SettledBy {
     Payout { txid: String },
     /// The buyer's time-locked refund path.
     Timelock { txid: String },
+    /// A transaction Agora did not prepare, signed by two of the three keys
+    /// (a fee-bumped replacement, a claim the provider completed in its own
+    /// wallet): the order settles as the chain shows it.
+    Other { txid: String },
+}
+
+impl SettledBy {
+    pub fn txid(&self) -> &str {
+        match self {
+            SettledBy::Payout { txid } | SettledBy::Timelock { txid } | SettledBy::Other { txid } => txid,
+        }
+    }
 }
 
 /// Funding observed on chain but not (yet) accepted: too few confirmations,

@@ -3,9 +3,10 @@
 //! Deadlines are absolute from placement: `funding_by = now + funding_window`,
 //! `delivery_by = funding_by + delivery_window` (the provider gets the full
 //! delivery window even if the buyer funds at the last moment). On chains with
-//! a timelock, every service deadline (delivery, review, dispute response)
-//! must end before the refund path can open, counting from a funding that
-//! confirms right now, minus the margin.
+//! a timelock, the longest path through the service's deadlines (delivery,
+//! review, dispute response, decision, escalation, appeal window, appeal
+//! decision: [`Deadlines::longest_path`]) must end before the refund path can
+//! open, counting from a funding that confirms right now, minus the margin.
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -41,6 +42,10 @@ pub struct OrderTiming {
     pub delivery_window: Duration,
     pub review_period: Duration,
     pub dispute_response: Duration,
+    pub decision_period: Duration,
+    pub appeal_window: Duration,
+    pub appeal_decision_period: Duration,
+    pub release_signing_grace: Duration,
     /// The chain's refund timelock, if it has one, with the expected time
     /// between blocks to compare it with the deadlines.
     pub timelock: Option<TimelockTiming>,
@@ -231,6 +236,16 @@ fn deadlines(timing: &OrderTiming, now: DateTime<Utc>) -> Result<Deadlines, Plac
         timing.dispute_response,
         "the dispute response time must be positive",
     )?;
+    positive(timing.decision_period, "the decision period must be positive")?;
+    positive(timing.appeal_window, "the appeal window must be positive")?;
+    positive(
+        timing.appeal_decision_period,
+        "the appeal decision period must be positive",
+    )?;
+    positive(
+        timing.release_signing_grace,
+        "the release signing grace must be positive",
+    )?;
 
     let too_far = PlaceOrderError::InvalidTiming {
         reason: "the deadlines are too far in the future",
@@ -241,47 +256,48 @@ fn deadlines(timing: &OrderTiming, now: DateTime<Utc>) -> Result<Deadlines, Plac
     let delivery_by = funding_by
         .checked_add_signed(timing.delivery_window)
         .ok_or(too_far.clone())?;
-    // The last moment a dispute can still be open and waiting for an answer.
-    let deadlines_end = delivery_by
-        .checked_add_signed(timing.review_period)
-        .and_then(|t| t.checked_add_signed(timing.dispute_response))
-        .ok_or(too_far)?;
-
-    let timelock = match timing.timelock {
-        None => None,
-        Some(TimelockTiming {
-            timelock,
-            block_interval,
-        }) => {
-            if timelock.margin_blocks == 0 || timelock.margin_blocks >= timelock.blocks {
-                return Err(PlaceOrderError::InvalidTiming {
-                    reason: "the timelock margin must be positive and shorter than the timelock",
-                });
-            }
-            positive(block_interval, "the block interval must be positive")?;
-            let safe_blocks =
-                i32::try_from(timelock.blocks - timelock.margin_blocks).unwrap_or(i32::MAX);
-            let margin_opens = block_interval
-                .checked_mul(safe_blocks)
-                .map_or(DateTime::<Utc>::MAX_UTC, |d| add(now, d));
-            if deadlines_end > margin_opens {
-                return Err(PlaceOrderError::TimelockTooShort {
-                    deadlines_end,
-                    margin_opens,
-                });
-            }
-            Some(timelock)
-        }
-    };
-    Ok(Deadlines {
+    let mut deadlines = Deadlines {
         funding_by,
         delivery_by,
         review_period: timing.review_period,
         dispute_response: timing.dispute_response,
-        timelock,
-    })
-}
+        decision_period: timing.decision_period,
+        appeal_window: timing.appeal_window,
+        appeal_decision_period: timing.appeal_decision_period,
+        release_signing_grace: timing.release_signing_grace,
+        timelock: None,
+    };
+    // The last moment an escrow funded right now can still be open.
+    let deadlines_end = now
+        .checked_add_signed(deadlines.longest_path(now))
+        .ok_or(too_far)?;
 
+    if let Some(TimelockTiming {
+        timelock,
+        block_interval,
+    }) = timing.timelock
+    {
+        if timelock.margin_blocks == 0 || timelock.margin_blocks >= timelock.blocks {
+            return Err(PlaceOrderError::InvalidTiming {
+                reason: "the timelock margin must be positive and shorter than the timelock",
+            });
+        }
+        positive(block_interval, "the block interval must be positive")?;
+        let safe_blocks =
+            i32::try_from(timelock.blocks - timelock.margin_blocks).unwrap_or(i32::MAX);
+        let margin_opens = block_interval
+            .checked_mul(safe_blocks)
+            .map_or(DateTime::<Utc>::MAX_UTC, |d| add(now, d));
+        if deadlines_end > margin_opens {
+            return Err(PlaceOrderError::TimelockTooShort {
+                deadlines_end,
+                margin_opens,
+            });
+        }
+        deadlines.timelock = Some(timelock);
+    }
+    Ok(deadlines)
+}
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -331,6 +347,10 @@ mod tests {
                 delivery_window: Duration::days(7),
                 review_period: Duration::days(3),
                 dispute_response: Duration::days(2),
+                decision_period: Duration::days(2),
+                appeal_window: Duration::days(2),
+                appeal_decision_period: Duration::days(2),
+                release_signing_grace: Duration::days(1),
                 // 30 days of 10-minute blocks, alert 3 days early.
                 timelock: Some(TimelockTiming {
                     timelock: ChainTimelock {

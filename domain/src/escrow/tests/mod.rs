@@ -54,6 +54,10 @@ pub(super) fn terms() -> EscrowTerms {
             delivery_by: hours(192),
             review_period: Duration::days(3),
             dispute_response: Duration::days(2),
+            decision_period: Duration::days(3),
+            appeal_window: Duration::days(3),
+            appeal_decision_period: Duration::days(3),
+            release_signing_grace: Duration::days(1),
             timelock: Some(TIMELOCK),
         },
     }
@@ -65,6 +69,7 @@ pub(super) fn ctx(actor: Actor, now: DateTime<Utc>) -> Context {
         actor,
         chain_height: FUNDING_HEIGHT + 10,
         terms: terms(),
+        latest_claim: None,
     }
 }
 

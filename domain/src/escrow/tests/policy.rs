@@ -133,12 +133,55 @@ fn an_arbitration_decision_may_be_paid_exactly_as_decided() {
 }
 
 #[test]
-fn a_buyer_release_is_signed_by_the_parties_not_the_arbitrator() {
+fn a_buyer_release_is_signed_by_the_parties_while_the_grace_lasts() {
     let state = paying_out(PayoutBasis::BuyerReleased { at: hours(30) });
+    // The grace is one day: until hour 54 the buyer is expected to sign.
+    assert_eq!(
+        check(&state, Outcome::Release, 54),
+        Err(PolicyError::PartiesSign { until: hours(54) })
+    );
     assert_eq!(
         check(&state, Outcome::Release, 30),
-        Err(PolicyError::PartiesSign)
+        Err(PolicyError::PartiesSign { until: hours(54) })
     );
+}
+
+#[test]
+fn a_release_the_buyer_left_unsigned_is_co_signed_after_the_grace() {
+    let state = paying_out(PayoutBasis::BuyerReleased { at: hours(30) });
+    assert_eq!(
+        check(&state, Outcome::Release, 55),
+        Ok(SigningRule::UnsignedRelease)
+    );
+    // Never for another outcome than the release the buyer asked for.
+    assert!(matches!(
+        check(&state, Outcome::Refund, 55),
+        Err(PolicyError::OutcomeMismatch { .. })
+    ));
+}
+
+#[test]
+fn stray_funds_are_refunded_whole_to_the_buyer_less_the_fee() {
+    use crate::escrow::policy::{may_sign_stray_refund, StrayRefund};
+    assert_eq!(
+        may_sign_stray_refund(&StrayRefund::new(700, 500, false, false), 300),
+        Ok(SigningRule::StrayRefund { amount: 500 })
+    );
+    // A fee above the bound, accepted funding among the inputs, another
+    // recipient, or nothing for the buyer: refused.
+    for refused in [
+        StrayRefund::new(700, 300, false, false),
+        StrayRefund::new(700, 500, true, false),
+        StrayRefund::new(700, 500, false, true),
+        StrayRefund::new(700, 0, false, false),
+        StrayRefund::new(700, 800, false, false),
+    ] {
+        assert_eq!(
+            may_sign_stray_refund(&refused, 300),
+            Err(PolicyError::NotAStrayRefund),
+            "{refused:?}"
+        );
+    }
 }
 
 #[test]

@@ -31,15 +31,17 @@ fn permitted(event: &EscrowEvent) -> &'static [Actor] {
             &[Actor::Buyer, Actor::Provider]
         }
         E::Decide { .. } => &[Actor::Arbitrator],
-        E::FundingDeadlinePassed | E::DeliveryDeadlinePassed | E::ReviewWindowElapsed => {
-            &[Actor::System]
-        }
+        E::FundingDeadlinePassed
+        | E::DeliveryDeadlinePassed
+        | E::ReviewWindowElapsed
+        | E::ReleaseSigningOverdue => &[Actor::System],
         E::FundingSeen { .. }
         | E::FundingReorged
         | E::PayoutBroadcast { .. }
         | E::PayoutConfirmed { .. }
         | E::PayoutReorged
-        | E::TimeoutSpendSeen { .. } => &[Actor::Chain],
+        | E::TimeoutSpendSeen { .. }
+        | E::OtherSpendSeen { .. } => &[Actor::Chain],
     }
 }
 
@@ -399,6 +401,7 @@ fn run(steps: &[Step], funded_first: bool) -> Result<(), TestCaseError> {
             actor,
             chain_height: height,
             terms: terms(),
+            latest_claim: None,
         };
         match apply(&state, &step.event, &ctx) {
             Ok(transition) => {

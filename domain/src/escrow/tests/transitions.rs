@@ -1552,15 +1552,18 @@ fn a_settlement_above_the_latest_claim_or_the_deposit_is_refused() {
 }
 
 #[test]
-fn the_scheduler_settles_the_latest_claim_only_after_the_review_window_of_a_delivery() {
+fn the_scheduler_settles_the_latest_claim_only_once_an_automatic_outcome_is_due() {
     let latest = DUE / 2;
-    // Not before the window ends, not on an undelivered order, not a lower
-    // amount, not without the marketplace co-signing.
+    // Not before the review window of a delivery ends, not on an undelivered
+    // order before its delivery deadline, not a lower amount, not without the
+    // marketplace co-signing.
     let early = apply(&delivered(), &settle(latest, latest, true), &ctx(Actor::System, hours(2)));
     assert!(matches!(early, Err(EscrowError::DeadlineNotReached { .. })), "{early:?}");
+    let before_delivery_deadline = apply(&funded(), &settle(latest, latest, true), &ctx(Actor::System, hours(2)));
+    assert!(matches!(before_delivery_deadline, Err(EscrowError::DeadlineNotReached { .. })));
     let late = hours(1_000_000);
-    let undelivered = apply(&funded(), &settle(latest, latest, true), &ctx(Actor::System, late));
-    assert!(matches!(undelivered, Err(EscrowError::WrongState { .. })));
+    let undelivered = ok(&funded(), settle(latest, latest, true), Actor::System, late);
+    assert!(undelivered.effects.iter().any(|e| matches!(e, Effect::ArbitratorMaySign { .. })));
     let lower = apply(&delivered(), &settle(latest - 1, latest, true), &ctx(Actor::System, late));
     assert!(matches!(lower, Err(EscrowError::WrongState { .. })));
     let unsigned = apply(&delivered(), &settle(latest, latest, false), &ctx(Actor::System, late));
@@ -1583,4 +1586,62 @@ fn the_service_cosigns_a_settlement_when_the_provider_asks() {
             ..
         } if *claimed == DUE / 3
     )));
+}
+
+fn with_claim(actor: Actor, at: DateTime<Utc>, latest: u64) -> Context {
+    Context {
+        latest_claim: Some(sats(latest)),
+        ..ctx(actor, at)
+    }
+}
+
+#[test]
+fn a_metered_order_with_a_signed_claim_is_never_refunded_whole() {
+    let late = hours(1_000_000);
+    for (event, actor) in [
+        (EscrowEvent::DeliveryDeadlinePassed, Actor::System),
+        (EscrowEvent::RequestRefund, Actor::Buyer),
+    ] {
+        let refused = apply(&funded(), &event, &with_claim(actor, late, DUE / 3));
+        assert!(
+            matches!(refused, Err(EscrowError::ClaimOutstanding { latest_claim }) if latest_claim == sats(DUE / 3)),
+            "{event:?}: {refused:?}"
+        );
+        // Without a claim (or with a zero one) the refund goes ahead.
+        let refund = apply(&funded(), &event, &with_claim(actor, late, 0));
+        assert!(matches!(refund, Ok(Transition { state: EscrowState::PayingOut { .. }, .. })), "{event:?}");
+    }
+}
+
+#[test]
+fn a_release_the_buyer_never_signs_is_co_signed_once_the_grace_passed() {
+    let released = ok(&delivered(), EscrowEvent::ReleaseFunds, Actor::Buyer, hours(30));
+    assert!(!released.effects.iter().any(|e| matches!(e, Effect::ArbitratorMaySign { .. })));
+    let early = apply(&released.state, &EscrowEvent::ReleaseSigningOverdue, &ctx(Actor::System, hours(54)));
+    assert!(matches!(early, Err(EscrowError::DeadlineNotReached { .. })), "{early:?}");
+    let t = ok(&released.state, EscrowEvent::ReleaseSigningOverdue, Actor::System, hours(55));
+    assert_eq!(t.state, released.state, "the prepared release is unchanged");
+    assert!(t.effects.iter().any(|e| matches!(
+        e,
+        Effect::ArbitratorMaySign { outcome: Outcome::Release, rule: SigningRule::UnsignedRelease }
+    )));
+    // Only a buyer's release: a refund prepared for non-delivery is not one.
+    let refunding = ok(&funded(), EscrowEvent::DeliveryDeadlinePassed, Actor::System, hours(1_000_000));
+    let other = apply(&refunding.state, &EscrowEvent::ReleaseSigningOverdue, &ctx(Actor::System, hours(1_000_001)));
+    assert!(matches!(other, Err(EscrowError::WrongState { .. })));
+}
+
+#[test]
+fn a_spend_agora_did_not_prepare_settles_the_order_as_the_chain_shows_it() {
+    let outcome = Settled::Split { provider_bps: crate::money::BasisPoints::new(2_500).unwrap() };
+    let event = EscrowEvent::OtherSpendSeen { txid: "tx-z".into(), outcome };
+    let t = ok(&delivered(), event.clone(), Actor::Chain, hours(40));
+    assert!(matches!(
+        &t.state,
+        EscrowState::Settled { outcome: o, by: SettledBy::Other { txid }, .. } if *o == outcome && txid == "tx-z"
+    ));
+    let not_funded = apply(&EscrowState::new(), &event, &ctx(Actor::Chain, hours(40)));
+    assert!(matches!(not_funded, Err(EscrowError::WrongState { .. })));
+    let wrong_actor = apply(&delivered(), &event, &ctx(Actor::Buyer, hours(40)));
+    assert!(matches!(wrong_actor, Err(EscrowError::WrongActor { .. })));
 }
