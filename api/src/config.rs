@@ -91,6 +91,17 @@ pub struct OrderSettings {
     pub review_period_secs: u64,
     /// How long the other party has to answer a dispute.
     pub dispute_response_secs: u64,
+    /// How long the arbitrator has to decide after the response deadline; an
+    /// undecided case is then escalated to another arbitrator with as long again.
+    pub decision_period_secs: u64,
+    /// How long either party may appeal a first decision.
+    pub appeal_window_secs: u64,
+    /// How long the second arbitrator has to decide an appeal; then the first
+    /// decision stands.
+    pub appeal_decision_period_secs: u64,
+    /// How long a buyer who released the funds has to sign the release before
+    /// the marketplace key co-signs it with the provider.
+    pub release_signing_grace_secs: u64,
     /// How often the deadline scheduler looks for passed deadlines.
     pub scheduler_interval_secs: u64,
 }
@@ -107,8 +118,18 @@ pub struct BitcoinSettings {
     /// Where commissions and arbitration fees are paid. Development default: an
     /// address of the marketplace key.
     pub marketplace_address: Option<String>,
-    /// Fee rate for payouts until a chain fee source is wired in.
+    /// Fee rate for payouts while the chain's fee estimate is unknown.
     pub fee_rate_sat_vb: u64,
+    /// Bounds for the chain's fee estimate (`estimatesmartfee`, Esplora's
+    /// fee estimates): an estimate outside them is clamped.
+    pub fee_rate_min_sat_vb: u64,
+    pub fee_rate_max_sat_vb: u64,
+    /// Confirmation target of the fee estimate, in blocks.
+    pub fee_target_blocks: u16,
+    /// The chain's average time between blocks; the timelock is sized as if
+    /// blocks came 20 % faster. Unset: 600 s, or the local chain's interval
+    /// when it mines on its own.
+    pub block_interval_secs: Option<u64>,
     pub commission_bps: u16,
     pub arbitration_fee_fixed_sats: u64,
     pub arbitration_fee_bps: u16,
@@ -253,6 +274,10 @@ impl Default for Settings {
                 funding_window_secs: 24 * 3600,
                 review_period_secs: 72 * 3600,
                 dispute_response_secs: 48 * 3600,
+                decision_period_secs: 72 * 3600,
+                appeal_window_secs: 72 * 3600,
+                appeal_decision_period_secs: 72 * 3600,
+                release_signing_grace_secs: 24 * 3600,
                 scheduler_interval_secs: 30,
             },
             bitcoin: BitcoinSettings {
@@ -261,6 +286,10 @@ impl Default for Settings {
                 xprv_file: None,
                 marketplace_address: None,
                 fee_rate_sat_vb: 2,
+                fee_rate_min_sat_vb: 1,
+                fee_rate_max_sat_vb: 500,
+                fee_target_blocks: 6,
+                block_interval_secs: None,
                 commission_bps: 250,
                 arbitration_fee_fixed_sats: 5_000,
                 arbitration_fee_bps: 100,

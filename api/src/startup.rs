@@ -148,7 +148,8 @@ fn bitcoin_context(settings: &Settings) -> anyhow::Result<BitcoinContext> {
         MarketplaceKeyStore::from_file(path)?
     } else if settings.mode == Mode::Production || network == bitcoin::Network::Bitcoin {
         anyhow::bail!(
-            "the marketplace's Bitcoin key is missing: set bitcoin.xprv_file (AGORA__BITCOIN__XPRV_FILE); `agora keys bitcoin` makes one"
+            "the marketplace's Bitcoin key is missing: set bitcoin.xprv_file (AGORA__BITCOIN__XPRV_FILE); `agora keys generate --network {}` makes one",
+            cfg.network
         );
     } else {
         let path = settings.data_dir.join(DEV_BITCOIN_KEY_FILE);
@@ -159,6 +160,20 @@ fn bitcoin_context(settings: &Settings) -> anyhow::Result<BitcoinContext> {
         }
         MarketplaceKeyStore::from_file(&path)?
     };
+    // A key of another network would derive escrow keys whose addresses and
+    // signatures the configured chain treats as someone else's.
+    let expected_kind = bitcoin::NetworkKind::from(network);
+    if keystore.network_kind() != expected_kind {
+        anyhow::bail!(
+            "the marketplace's Bitcoin key is for {}, but bitcoin.network is {}: use an {} key",
+            if keystore.network_kind() == bitcoin::NetworkKind::Main { "mainnet (xprv)" } else { "a test network (tprv)" },
+            cfg.network,
+            if expected_kind == bitcoin::NetworkKind::Main { "xprv" } else { "tprv" },
+        );
+    }
+    if cfg.fee_rate_min_sat_vb == 0 || cfg.fee_rate_min_sat_vb > cfg.fee_rate_max_sat_vb {
+        anyhow::bail!("bitcoin.fee_rate_min_sat_vb must be positive and at most bitcoin.fee_rate_max_sat_vb");
+    }
     let marketplace_address = match &cfg.marketplace_address {
         Some(a) => parse_address("bitcoin.marketplace_address", a, network)
             .map_err(|e| anyhow::anyhow!("{}", e.message()))?,
@@ -167,11 +182,19 @@ fn bitcoin_context(settings: &Settings) -> anyhow::Result<BitcoinContext> {
         }
         None => p2wpkh(&keystore.fee_pubkey()?, network).map_err(|e| anyhow::anyhow!("{}", e.message()))?,
     };
+    let block_interval_secs = match cfg.block_interval_secs {
+        Some(secs) if secs > 0 => secs,
+        Some(_) => anyhow::bail!("bitcoin.block_interval_secs must be positive"),
+        None if settings.devnet_enabled() && settings.devnet.block_interval_secs > 0 => settings.devnet.block_interval_secs,
+        None => 600,
+    };
     Ok(BitcoinContext {
         network,
-        keystore,
+        gate: crate::orders::signing::SigningGate::new(keystore),
         marketplace_address,
-        fee_rate_sat_vb: cfg.fee_rate_sat_vb,
+        fees: crate::orders::bitcoin::FeeRates::new(cfg.fee_rate_sat_vb, cfg.fee_rate_min_sat_vb, cfg.fee_rate_max_sat_vb),
+        fee_target_blocks: cfg.fee_target_blocks.max(1),
+        block_interval: std::time::Duration::from_secs(block_interval_secs),
     })
 }
 

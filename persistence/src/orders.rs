@@ -153,6 +153,42 @@ pub async fn orders_in_status<C: ConnectionTrait>(
         .collect()
 }
 
+/// One page of the orders in one of `statuses`, by id, after `after`: the
+/// sweeps walk every page, so orders that stay due (a failing hand-over, a
+/// silent party) never hide the ones behind them.
+pub async fn orders_in_status_after<C: ConnectionTrait>(
+    db: &C,
+    statuses: &[&str],
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<OrderRecord>, StoreError> {
+    let mut query = orders::Entity::find().filter(orders::Column::Status.is_in(statuses.iter().copied()));
+    if let Some(after) = after {
+        query = query.filter(orders::Column::Id.gt(after));
+    }
+    query
+        .order_by_asc(orders::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(TryInto::try_into)
+        .collect()
+}
+
+/// Every order on `chain`, settled ones included: a settled escrow's address
+/// is still watched, so funds sent to it later are found and returned.
+pub async fn orders_on_chain<C: ConnectionTrait>(db: &C, chain: &str) -> Result<Vec<OrderRecord>, StoreError> {
+    orders::Entity::find()
+        .filter(orders::Column::Chain.eq(chain))
+        .order_by_asc(orders::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(TryInto::try_into)
+        .collect()
+}
+
 /// Stores a new state if the order is still at `expected_version`.
 pub async fn update_order<C: ConnectionTrait>(
     db: &C,

@@ -756,6 +756,7 @@ impl OrderObject {
         let (txid, by_timelock) = match by {
             agora_domain::escrow::state::SettledBy::Payout { txid } => (txid.clone(), false),
             agora_domain::escrow::state::SettledBy::Timelock { txid } => (txid.clone(), true),
+            agora_domain::escrow::state::SettledBy::Other { txid } => (txid.clone(), false),
         };
         Some(SettlementGql {
             outcome: o,

@@ -207,6 +207,17 @@ pub async fn load_session<C: ConnectionTrait>(db: &C, order_id: Uuid) -> ApiResu
     MeteredSession::from_record(record)
 }
 
+/// The cumulative amount of the buyer's latest valid claim on `order_id`, if
+/// the order is a metered session with a claim.
+pub async fn latest_claimed<C: ConnectionTrait>(db: &C, order_id: Uuid) -> ApiResult<Option<u64>> {
+    let Some(record) = store::find_session(db, order_id).await? else { return Ok(None) };
+    if record.latest_claim_psbt.is_none() {
+        return Ok(None);
+    }
+    let session = MeteredSession::from_record(record)?;
+    Ok(Some(session.session.latest_claim))
+}
+
 /// Loads an order the user takes part in and its session.
 pub async fn load_for<C: ConnectionTrait>(
     db: &C,
@@ -285,7 +296,7 @@ pub fn claim_limit(app: &AppState, order: &Order) -> ApiResult<u64> {
         &b.descriptor()?,
         &b.funding_utxos(),
         &b.payout_addresses()?,
-        app.bitcoin.fee_rate_sat_vb,
+        b.payout_fee_rate(&app.bitcoin.fees),
         |funded, fee| {
             max_fee.set(max_fee.get().max(fee));
             claim_split(funded, 0, fee.min(funded), order.terms.fees().commission_bps)
@@ -302,7 +313,7 @@ pub fn build_claim(app: &AppState, order: &Order, cumulative: u64) -> ApiResult<
         &b.descriptor()?,
         &b.funding_utxos(),
         &b.payout_addresses()?,
-        app.bitcoin.fee_rate_sat_vb,
+        b.payout_fee_rate(&app.bitcoin.fees),
         |funded, fee| claim_split(funded, cumulative, fee, commission),
     )
     .map_err(|e| ApiError::conflict("CLAIM_UNBUILDABLE", format!("the claim cannot be built: {e}")))?;

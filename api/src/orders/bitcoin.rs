@@ -34,9 +34,24 @@ pub struct BtcEscrow {
     pub key_index: u32,
     pub timelock_blocks: u16,
     pub payout_to: BtcPayoutAddresses,
-    /// The escrow's unspent outputs as last reported by the chain.
+    /// The escrow's funding outputs: while it awaits funding, what the chain
+    /// shows; frozen once the funding is accepted, so nothing sent later can
+    /// change what the payouts spend.
     #[serde(default)]
     pub funding: Vec<StoredUtxo>,
+    /// Outputs that reached the escrow address outside the accepted funding
+    /// (after it was frozen, or after settlement), each refunded to the buyer.
+    #[serde(default)]
+    pub strays: Vec<StrayDeposit>,
+    /// The fee rate of this escrow's payouts, frozen when the funding is
+    /// accepted (so a claim the buyer signed and the payout built from it are
+    /// the same transaction); a fee bump replaces it.
+    #[serde(default)]
+    pub fee_rate_sat_vb: Option<u64>,
+    /// A spend of the accepted funding Agora did not prepare, as the chain
+    /// showed it: the transaction and what it paid to whom.
+    #[serde(default)]
+    pub other_spend: Option<OtherSpend>,
     #[serde(default)]
     pub confirmations: u32,
     #[serde(default)]
@@ -65,6 +80,31 @@ pub struct StoredUtxo {
     pub height: Option<u64>,
 }
 
+/// An output sent to the escrow outside its accepted funding, and its refund.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StrayDeposit {
+    pub utxo: StoredUtxo,
+    /// The refund to the buyer, once the output is confirmed (`None` while it
+    /// is not, or when it is too small to be worth spending).
+    #[serde(default)]
+    pub refund: Option<BtcPayout>,
+    /// The output cannot pay its own refund fee: it is left where it is.
+    #[serde(default)]
+    pub dust: bool,
+    /// The transaction that spent it, once mined.
+    #[serde(default)]
+    pub spent_by: Option<Txid>,
+}
+
+/// A transaction that spent the accepted funding without being the prepared payout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OtherSpend {
+    pub txid: Txid,
+    /// (role, sats) paid to the escrow's payout addresses; `other` for anything else.
+    pub paid: Vec<(String, u64)>,
+    pub mined_at: u64,
+}
+
 /// A prepared payout and the signatures collected for it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BtcPayout {
@@ -89,14 +129,55 @@ pub struct BtcPayout {
     /// When the watcher last sent it to the node.
     #[serde(default)]
     pub broadcast_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The node's last reason for refusing it, reported once.
+    #[serde(default)]
+    pub last_rejection: Option<String>,
 }
 
 /// The marketplace's Bitcoin configuration, loaded at start-up.
 pub struct BitcoinContext {
     pub network: Network,
-    pub keystore: MarketplaceKeyStore,
+    /// The only holder of the marketplace key (see `orders::signing`).
+    pub gate: super::signing::SigningGate,
     pub marketplace_address: Address,
-    pub fee_rate_sat_vb: u64,
+    pub fees: FeeRates,
+    /// Confirmation target of the fee estimates.
+    pub fee_target_blocks: u16,
+    /// The chain's average block interval, for sizing timelocks.
+    pub block_interval: std::time::Duration,
+}
+
+/// The fee rate new payouts use: the chain's estimate, clamped to the
+/// configured bounds, or the configured default until an estimate arrives.
+pub struct FeeRates {
+    current: std::sync::atomic::AtomicU64,
+    min: u64,
+    max: u64,
+}
+
+impl FeeRates {
+    pub fn new(default: u64, min: u64, max: u64) -> Self {
+        Self {
+            current: std::sync::atomic::AtomicU64::new(default.clamp(min, max)),
+            min,
+            max,
+        }
+    }
+
+    pub fn current(&self) -> u64 {
+        self.current.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes a new estimate from the chain source; returns the rate now used.
+    pub fn update(&self, estimate_sat_vb: u64) -> u64 {
+        let rate = estimate_sat_vb.clamp(self.min, self.max);
+        self.current.store(rate, std::sync::atomic::Ordering::Relaxed);
+        rate
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max
+    }
 }
 
 pub fn parse_network(name: &str) -> Option<Network> {
@@ -180,20 +261,37 @@ impl BtcEscrow {
             .collect()
     }
 
-    /// Builds the payout PSBT for `plan` from the recorded funding.
+    /// The fee rate of this escrow's payouts: frozen at funding, or the
+    /// current one for an escrow funded before rates were frozen.
+    pub fn payout_fee_rate(&self, fees: &FeeRates) -> u64 {
+        self.fee_rate_sat_vb.unwrap_or_else(|| fees.current())
+    }
+
+    /// Builds the payout PSBT for `plan` from the accepted funding.
     pub fn prepare_payout(&mut self, plan: &DomainPlan, fee_rate_sat_vb: u64) -> Result<(), ApiError> {
-        let escrow = self.descriptor()?;
         let utxos = self.funding_utxos();
         let funded = plan.funded().minor();
-        let built = build_payout_with(&escrow, &utxos, &self.addresses()?, fee_rate_sat_vb, |total, fee| {
+        let payout = self.build(&utxos, fee_rate_sat_vb, |total, fee| {
             if total != funded {
                 // The domain accepted a different amount than the UTXOs hold.
                 return Err(agora_domain::escrow::payout::PayoutError::FeeExceedsFunds { funded: total, fee });
             }
             plan.breakdown(fee)
-        })
-        .map_err(|e| ApiError::Conflict(format!("the payout cannot be built: {e}")))?;
-        self.payout = Some(BtcPayout {
+        })?;
+        self.payout = Some(payout);
+        Ok(())
+    }
+
+    fn build(
+        &self,
+        utxos: &[FundingUtxo],
+        fee_rate_sat_vb: u64,
+        divide: impl Fn(u64, u64) -> Result<PayoutBreakdown, agora_domain::escrow::payout::PayoutError>,
+    ) -> Result<BtcPayout, ApiError> {
+        let escrow = self.descriptor()?;
+        let built = build_payout_with(&escrow, utxos, &self.addresses()?, fee_rate_sat_vb, divide)
+            .map_err(|e| ApiError::Conflict(format!("the payout cannot be built: {e}")))?;
+        Ok(BtcPayout {
             psbt: BASE64.encode(built.psbt.serialize()),
             txid: built.expected.unsigned_tx().compute_txid(),
             fee_rate_sat_vb,
@@ -209,7 +307,115 @@ impl BtcEscrow {
             final_tx: None,
             mined_at: None,
             broadcast_at: None,
+            last_rejection: None,
+        })
+    }
+
+    /// Builds the refund of stray output `index` to the buyer, whole but for
+    /// the network fee; marks it dust when it cannot pay that fee.
+    pub fn prepare_stray_refund(&mut self, index: usize, fee_rate_sat_vb: u64) -> Result<(), ApiError> {
+        let stray = self.strays.get(index).ok_or_else(|| ApiError::internal("no such stray output"))?;
+        let utxo = FundingUtxo {
+            outpoint: OutPoint::new(stray.utxo.txid, stray.utxo.vout),
+            value: Amount::from_sat(stray.utxo.value),
+        };
+        let built = self.build(&[utxo], fee_rate_sat_vb, |total, fee| {
+            if fee >= total {
+                return Err(agora_domain::escrow::payout::PayoutError::FeeExceedsFunds { funded: total, fee });
+            }
+            Ok(PayoutBreakdown {
+                provider: 0,
+                buyer: total - fee,
+                commission: 0,
+                arbitration_fee: 0,
+                network_fee: fee,
+            })
         });
+        let stray = self.strays.get_mut(index).ok_or_else(|| ApiError::internal("no such stray output"))?;
+        match built {
+            // Only the buyer is paid; a share below the dust limit would be folded
+            // into the fee, which the policy refuses to sign anyway.
+            Ok(refund) if refund.outputs.len() == 1 && refund.outputs[0].0 == "buyer" => stray.refund = Some(refund),
+            _ => stray.dust = true,
+        }
+        Ok(())
+    }
+
+    /// What the stray refund `index` spends and pays, for the signing policy.
+    pub fn stray_refund_facts(&self, index: usize) -> Result<agora_domain::escrow::policy::StrayRefund, ApiError> {
+        let stray = self.strays.get(index).ok_or_else(|| ApiError::internal("no such stray output"))?;
+        let refund = stray.refund.as_ref().ok_or_else(|| ApiError::internal("no stray refund prepared"))?;
+        let bytes = BASE64.decode(&refund.psbt).map_err(ApiError::internal)?;
+        let psbt = Psbt::deserialize(&bytes).map_err(ApiError::internal)?;
+        let accepted: Vec<OutPoint> = self.funding.iter().map(|u| OutPoint::new(u.txid, u.vout)).collect();
+        let strays: Vec<OutPoint> = self.strays.iter().map(|u| OutPoint::new(u.utxo.txid, u.utxo.vout)).collect();
+        let tx = &psbt.unsigned_tx;
+        let spends_accepted = tx.input.iter().any(|i| accepted.contains(&i.previous_output));
+        let spends_unknown = tx.input.iter().any(|i| !strays.contains(&i.previous_output));
+        let total: u64 = tx
+            .input
+            .iter()
+            .filter_map(|i| self.strays.iter().find(|s| OutPoint::new(s.utxo.txid, s.utxo.vout) == i.previous_output))
+            .map(|s| s.utxo.value)
+            .sum();
+        let buyer = self.addresses()?.buyer.script_pubkey();
+        let to_buyer: u64 = tx.output.iter().filter(|o| o.script_pubkey == buyer).map(|o| o.value.to_sat()).sum();
+        let pays_others = tx.output.iter().any(|o| o.script_pubkey != buyer);
+        Ok(agora_domain::escrow::policy::StrayRefund::new(total, to_buyer, spends_accepted || spends_unknown, pays_others))
+    }
+
+    /// Signs stray refund `index` with the marketplace key (the gate checked
+    /// the policy). Returns the txid signed.
+    pub(super) fn sign_stray_refund(&mut self, index: usize, keystore: &MarketplaceKeyStore) -> Result<Txid, ApiError> {
+        let escrow = self.descriptor()?;
+        let stray = self.strays.get_mut(index).ok_or_else(|| ApiError::internal("no such stray output"))?;
+        let refund = stray.refund.as_mut().ok_or_else(|| ApiError::internal("no stray refund prepared"))?;
+        let bytes = BASE64.decode(&refund.psbt).map_err(ApiError::internal)?;
+        let mut psbt = Psbt::deserialize(&bytes).map_err(ApiError::internal)?;
+        let expected = ExpectedPayout::from_psbt(&escrow, &psbt).map_err(ApiError::internal)?;
+        keystore
+            .sign_payout(self.key_index, &escrow, &expected, &mut psbt)
+            .map_err(ApiError::internal)?;
+        refund.signed_by = vec![EscrowParty::Arbitrator];
+        refund.psbt = BASE64.encode(psbt.serialize());
+        Ok(refund.txid)
+    }
+
+    /// Imports the buyer's (or provider's) signature on stray refund `index`.
+    pub fn import_stray_signatures(&mut self, index: usize, submitted_base64: &str) -> Result<(), ApiError> {
+        let escrow = self.descriptor()?;
+        let keys = *escrow.keys();
+        let stray = self.strays.get_mut(index).ok_or_else(|| ApiError::NotFound("no such stray deposit".into()))?;
+        let refund = stray
+            .refund
+            .as_mut()
+            .ok_or_else(|| ApiError::conflict("NO_REFUND", "this deposit's refund is not prepared (unconfirmed, or too small)"))?;
+        if refund.final_tx.is_some() {
+            return Err(ApiError::conflict("ALREADY_COMPLETE", "the refund is already fully signed"));
+        }
+        let bytes = BASE64.decode(&refund.psbt).map_err(ApiError::internal)?;
+        let stored = Psbt::deserialize(&bytes).map_err(ApiError::internal)?;
+        let expected = ExpectedPayout::from_psbt(&escrow, &stored).map_err(ApiError::internal)?;
+        let outcome = import_signed_psbt(&escrow, &expected, &stored, submitted_base64).map_err(import_error)?;
+        let count = |p: &Psbt| p.inputs.iter().map(|i| i.partial_sigs.len()).sum::<usize>();
+        if count(&outcome.psbt) <= count(&stored) {
+            return Err(ApiError::bad_input(
+                "input.psbt",
+                "NO_NEW_SIGNATURES",
+                "psbt: it carries only signatures the refund already has",
+            ));
+        }
+        refund.signed_by = EscrowParty::ALL
+            .into_iter()
+            .filter(|party| {
+                let key = keys.key_of(*party);
+                !outcome.psbt.inputs.is_empty() && outcome.psbt.inputs.iter().all(|i| i.partial_sigs.contains_key(&key))
+            })
+            .collect();
+        refund.psbt = BASE64.encode(outcome.psbt.serialize());
+        if let Some(tx) = outcome.final_tx {
+            refund.final_tx = Some(bitcoin::consensus::encode::serialize_hex(&tx));
+        }
         Ok(())
     }
 
@@ -227,7 +433,7 @@ impl BtcEscrow {
 
     /// Signs the payout with the marketplace key of this escrow. The caller has
     /// checked the signing policy. Returns the txid signed.
-    pub fn sign_as_arbitrator(&mut self, keystore: &MarketplaceKeyStore) -> Result<Txid, ApiError> {
+    pub(super) fn sign_as_arbitrator(&mut self, keystore: &MarketplaceKeyStore) -> Result<Txid, ApiError> {
         let (payout, mut psbt, expected, escrow) = self.stored_payout()?;
         let txid = payout.txid;
         keystore

@@ -8,7 +8,9 @@ use bitcoin::{OutPoint, Txid};
 use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
-use super::bitcoin::StoredUtxo;
+use agora_domain::escrow::Settled;
+
+use super::bitcoin::{BtcEscrow, StoredUtxo, StrayDeposit};
 use super::xrpl::{SetupStatus, XrplEscrow};
 use super::{load, transition, EscrowRecord, Order};
 use crate::graphql::context::AppState;
@@ -18,19 +20,26 @@ use agora_domain::escrow::Actor;
 /// What the chain shows about one Bitcoin escrow.
 #[derive(Debug, Clone)]
 pub enum BitcoinChainEvent {
-    /// The escrow address holds these outputs; the least-confirmed has
-    /// `confirmations`, the earliest is in block `height`.
+    /// The escrow address holds these outputs, all in block `height` (a
+    /// shorthand of [`BitcoinChainEvent::Outputs`] for one block); the outputs
+    /// have `confirmations`.
     Funding {
         utxos: Vec<(OutPoint, u64)>,
         confirmations: u32,
         height: u64,
     },
+    /// The outputs the escrow address received, each with the block that
+    /// holds it, as of chain height `tip`. Confirmations count per output.
+    Outputs { utxos: Vec<StoredUtxo>, tip: u64 },
     FundingReorged,
     PayoutBroadcast { txid: Txid },
     PayoutConfirmed { txid: Txid },
     PayoutReorged,
     /// The buyer spent the escrow through the time-locked refund path.
     TimeoutSpend { txid: Txid },
+    /// The accepted funding was spent by a transaction Agora did not prepare,
+    /// now as deep as a payout must be; `outcome` is what it paid.
+    OtherSpend { txid: Txid, outcome: Settled },
 }
 
 pub async fn deliver_bitcoin_event(app: &AppState, order_id: Uuid, event: BitcoinChainEvent) -> ApiResult<Order> {
@@ -38,6 +47,14 @@ pub async fn deliver_bitcoin_event(app: &AppState, order_id: Uuid, event: Bitcoi
     let order = apply_bitcoin_event(app, &txn, order_id, event).await?;
     txn.commit().await?;
     Ok(order)
+}
+
+/// Confirmations of an output in block `height` at chain height `tip`.
+fn confirmations_at(height: Option<u64>, tip: u64) -> u32 {
+    match height {
+        Some(h) if h <= tip => u32::try_from(tip - h + 1).unwrap_or(u32::MAX),
+        _ => 0,
+    }
 }
 
 /// Applies a Bitcoin chain event inside `txn` (the watcher commits it together
@@ -50,37 +67,74 @@ pub async fn apply_bitcoin_event(
 ) -> ApiResult<Order> {
     let now = app.clock.now();
     let mut order = load(txn, order_id).await?;
+    let frozen = funding_frozen(&order);
     let EscrowRecord::Bitcoin(btc) = &mut order.escrow else {
         return Err(ApiError::internal("a Bitcoin event for an order on another chain"));
     };
-    let domain_event = match event {
+    let event = match event {
         BitcoinChainEvent::Funding {
             utxos,
             confirmations,
             height,
-        } => {
-            // Once a payout is prepared its inputs are fixed; later outputs
-            // are reported by the domain as a changed balance.
-            if btc.payout.is_none() {
-                btc.funding = utxos
+        } => BitcoinChainEvent::Outputs {
+            utxos: utxos
+                .iter()
+                .map(|(o, v)| StoredUtxo {
+                    txid: o.txid,
+                    vout: o.vout,
+                    value: *v,
+                    height: (confirmations > 0).then_some(height),
+                })
+                .collect(),
+            tip: height + u64::from(confirmations.max(1)) - 1,
+        },
+        other => other,
+    };
+    let domain_event = match event {
+        BitcoinChainEvent::Outputs { utxos, tip } => {
+            if frozen {
+                // Conservation: the accepted funding is frozen; anything else
+                // that reaches the address is a stray deposit, refunded on
+                // its own. It never changes what the payouts spend.
+                let known = |u: &StoredUtxo, btc: &BtcEscrow| {
+                    btc.funding.iter().any(|f| f.txid == u.txid && f.vout == u.vout)
+                        || btc.strays.iter().any(|s| s.utxo.txid == u.txid && s.utxo.vout == u.vout)
+                };
+                let new: Vec<StoredUtxo> = utxos.into_iter().filter(|u| !known(u, btc)).collect();
+                if new.is_empty() {
+                    return Ok(order);
+                }
+                for u in &new {
+                    btc.strays.push(StrayDeposit {
+                        utxo: *u,
+                        refund: None,
+                        dust: false,
+                        spent_by: None,
+                    });
+                }
+                let detail = new
                     .iter()
-                    .map(|(o, v)| StoredUtxo {
-                        txid: o.txid,
-                        vout: o.vout,
-                        value: *v,
-                        height: Some(height),
-                    })
-                    .collect();
+                    .map(|u| format!("{}:{} ({} sats)", u.txid, u.vout, u.value))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                super::save_and_hint(app, txn, &mut order, now).await?;
+                note(txn, &order, "StrayDeposit", &format!("received outside the accepted funding, to be refunded to the buyer: {detail}"), now).await?;
+                return Ok(order);
             }
+            btc.funding = utxos.clone();
+            // The least-confirmed output decides; the timelock counts from the earliest.
+            let confirmations = utxos.iter().map(|u| confirmations_at(u.height, tip)).min().unwrap_or(0);
+            let earliest = utxos.iter().filter_map(|u| u.height).min().unwrap_or(0);
             btc.confirmations = confirmations;
-            btc.funding_height = height;
-            let total: u64 = utxos.iter().map(|(_, v)| *v).sum();
+            btc.funding_height = earliest;
+            let total: u64 = utxos.iter().map(|u| u.value).sum();
             EscrowEvent::FundingSeen {
                 amount: Amount::new(Asset::Btc, total).map_err(ApiError::internal)?,
                 confirmations,
-                funding_height: height,
+                funding_height: earliest,
             }
         }
+        BitcoinChainEvent::Funding { .. } => return Err(ApiError::internal("funding shorthand not expanded")),
         BitcoinChainEvent::FundingReorged => {
             btc.funding.clear();
             btc.confirmations = 0;
@@ -88,8 +142,8 @@ pub async fn apply_bitcoin_event(
         }
         BitcoinChainEvent::PayoutBroadcast { txid } => EscrowEvent::PayoutBroadcast { txid: txid.to_string() },
         BitcoinChainEvent::PayoutConfirmed { txid } => {
-            // Only the payout Agora prepared settles an order; anything else
-            // spending the escrow is for an operator to look at.
+            // Only the payout Agora prepared settles an order this way; other
+            // spends arrive as `OtherSpend`.
             if btc.payout.as_ref().map(|p| p.txid) != Some(txid) {
                 tracing::warn!(order.id = %order_id, escrow.txid = %txid, "unexpected spend of the escrow");
                 return Err(ApiError::conflict("UNEXPECTED_SPEND", format!("{txid} is not this order's payout")));
@@ -98,8 +152,35 @@ pub async fn apply_bitcoin_event(
         }
         BitcoinChainEvent::PayoutReorged => EscrowEvent::PayoutReorged,
         BitcoinChainEvent::TimeoutSpend { txid } => EscrowEvent::TimeoutSpendSeen { txid: txid.to_string() },
+        BitcoinChainEvent::OtherSpend { txid, outcome } => EscrowEvent::OtherSpendSeen {
+            txid: txid.to_string(),
+            outcome,
+        },
     };
     transition(app, txn, order, Actor::Chain, &domain_event, now).await
+}
+
+/// Whether the order's funding is accepted (or it is over): from then on the
+/// funding outputs never change.
+pub fn funding_frozen(order: &Order) -> bool {
+    order.state.funding().is_some() || order.state.is_settled()
+}
+
+async fn note(txn: &sea_orm::DatabaseTransaction, order: &Order, event: &str, detail: &str, at: chrono::DateTime<chrono::Utc>) -> ApiResult<()> {
+    agora_persistence::orders::insert_order_event(
+        txn,
+        &agora_persistence::orders::OrderEventRecord {
+            order_id: order.id(),
+            event: event.to_owned(),
+            actor: "chain".into(),
+            from_status: order.state.name().into(),
+            to_status: order.state.name().into(),
+            detail: detail.to_owned(),
+            at,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// What the XRP Ledger shows about one escrow account (validated ledgers only).

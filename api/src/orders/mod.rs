@@ -8,14 +8,16 @@ pub mod bitcoin;
 pub mod chain;
 pub mod place;
 pub mod scheduler;
+pub mod signing;
+pub mod strays;
 pub mod xrpl;
 
 use agora_domain::escrow::{
-    apply, may_arbitrator_sign, Actor, Context, Effect, ErrorKind, EscrowError, EscrowEvent, EscrowState,
-    Outcome, PolicyError, SigningRule,
+    apply, Actor, Context, Effect, ErrorKind, EscrowError, EscrowEvent, EscrowState, Outcome, SigningRule,
 };
+use agora_domain::money::Amount;
 use agora_domain::order::OrderTerms;
-use agora_persistence::orders::{self, ArbitratorSignatureRecord, OrderEventRecord, OrderRecord};
+use agora_persistence::orders::{self, OrderEventRecord, OrderRecord};
 use agora_persistence::StoreError;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
@@ -139,6 +141,7 @@ pub fn escrow_error(e: EscrowError) -> ApiError {
         EscrowError::DeadlineNotReached { .. } => "DEADLINE_NOT_REACHED",
         EscrowError::AlreadySettled => "ALREADY_SETTLED",
         EscrowError::ClaimAboveLimit { .. } => "CLAIM_ABOVE_LIMIT",
+        EscrowError::ClaimOutstanding { .. } => "CLAIM_OUTSTANDING",
         EscrowError::AssetMismatch { .. } => return ApiError::internal(e),
     };
     match e.kind() {
@@ -159,8 +162,10 @@ fn actor_name(actor: Actor) -> &'static str {
     }
 }
 
-fn rule_name(rule: SigningRule) -> String {
+pub(crate) fn rule_name(rule: SigningRule) -> String {
     match rule {
+        SigningRule::UnsignedRelease => "unsigned_release".into(),
+        SigningRule::StrayRefund { amount } => format!("stray_refund:{amount}"),
         SigningRule::MutualCancel => "mutual_cancel".into(),
         SigningRule::ReviewWindowPassed => "review_window_passed".into(),
         SigningRule::DeliveryDeadlinePassed => "delivery_deadline_passed".into(),
@@ -219,15 +224,21 @@ pub async fn transition(
         actor,
         chain_height: order.chain_height(&app.tips),
         terms: order.terms.escrow_terms(),
+        latest_claim: latest_claim(txn, &order).await?,
     };
     let from = order.state.name();
     let result = apply(&order.state, event, &ctx).map_err(escrow_error)?;
     let mut notes: Vec<String> = Vec::new();
+    // The new state is what the signing gate judges: it is the one stored below.
+    order.state = result.state.clone();
     // Payouts are built before anyone is allowed to sign them.
     for effect in &result.effects {
         if let Effect::PreparePayout { plan } = effect {
             match &mut order.escrow {
-                EscrowRecord::Bitcoin(btc) => btc.prepare_payout(plan, app.bitcoin.fee_rate_sat_vb)?,
+                EscrowRecord::Bitcoin(btc) => {
+                    let rate = btc.payout_fee_rate(&app.bitcoin.fees);
+                    btc.prepare_payout(plan, rate)?
+                }
                 EscrowRecord::Xrpl(x) => x.prepare_payout(plan, &app.xrpl)?,
             }
             notes.push(format!("payout prepared: {}", outcome_name(plan.outcome())));
@@ -237,12 +248,10 @@ pub async fn transition(
         match effect {
             Effect::PreparePayout { .. } => {}
             Effect::ArbitratorMaySign { outcome, rule } => {
-                // The signer checks the policy itself, on the state it is about to store.
-                let checked = may_arbitrator_sign(&result.state, *outcome, &ctx).map_err(policy_error)?;
+                let checked = signing::SigningGate::sign_payout(app, txn, &mut order, *outcome, &ctx).await?;
                 if checked != *rule {
                     return Err(ApiError::internal("signing rule mismatch"));
                 }
-                sign_as_arbitrator(app, txn, &mut order, *outcome, checked, now).await?;
                 notes.push(format!("marketplace co-signed under {}", rule_name(checked)));
             }
             Effect::Broadcast { txid } => notes.push(format!("re-broadcast needed: {txid}")),
@@ -253,7 +262,13 @@ pub async fn transition(
             }
         }
     }
-    order.state = result.state;
+    // The fee rate of every later payout of this escrow is fixed when its
+    // funding is accepted.
+    if let EscrowRecord::Bitcoin(btc) = &mut order.escrow {
+        if order.state.funding().is_some() && btc.fee_rate_sat_vb.is_none() {
+            btc.fee_rate_sat_vb = Some(app.bitcoin.fees.current());
+        }
+    }
     save_and_hint(app, txn, &mut order, now).await?;
     crate::notifications::on_effects(app, txn, &order, &result.effects, now).await?;
     crate::reputation::on_order_changed(app, txn, &order, now).await?;
@@ -274,45 +289,17 @@ pub async fn transition(
     Ok(order)
 }
 
-fn policy_error(e: PolicyError) -> ApiError {
-    ApiError::conflict("POLICY_REFUSED", format!("the marketplace key may not sign: {e}"))
-}
-
-async fn sign_as_arbitrator(
-    app: &AppState,
-    txn: &DatabaseTransaction,
-    order: &mut Order,
-    outcome: Outcome,
-    rule: SigningRule,
-    now: DateTime<Utc>,
-) -> ApiResult<()> {
-    let (chain, key_index, public_key, tx_id) = match &mut order.escrow {
-        EscrowRecord::Bitcoin(btc) => {
-            let txid = btc.sign_as_arbitrator(&app.bitcoin.keystore)?;
-            ("bitcoin", btc.key_index, btc.arbitrator_key.clone(), txid.to_string())
-        }
-        EscrowRecord::Xrpl(x) => {
-            let ids = x.sign_as_arbitrator(&app.xrpl)?;
-            ("xrpl", x.key_index, x.arbitrator.public_key.to_hex(), ids.join(","))
-        }
-    };
-    orders::insert_arbitrator_signature(
-        txn,
-        &ArbitratorSignatureRecord {
-            order_id: order.id(),
-            chain: chain.to_owned(),
-            key_index,
-            public_key,
-            rule: rule_name(rule),
-            outcome: outcome_name(outcome),
-            tx_id: tx_id.clone(),
-            detail: String::new(),
-            signed_at: now,
-        },
-    )
-    .await?;
-    tracing::info!(order.id = %order.id(), escrow.txid = %tx_id, rule = %rule_name(rule), "marketplace key signed a payout");
-    Ok(())
+/// The buyer's latest valid claim on a metered order (what every automatic
+/// outcome must pay the provider), if there is one.
+async fn latest_claim<C: ConnectionTrait>(db: &C, order: &Order) -> ApiResult<Option<Amount>> {
+    if !order.is_metered() {
+        return Ok(None);
+    }
+    let claimed = crate::metered::latest_claimed(db, order.id()).await?;
+    match claimed {
+        Some(minor) if minor > 0 => Ok(Some(Amount::new(order.terms.asset(), minor).map_err(ApiError::internal)?)),
+        _ => Ok(None),
+    }
 }
 
 /// Stores state and escrow; CONFLICT when someone else changed the order first.

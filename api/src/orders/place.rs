@@ -1,6 +1,7 @@
 //! Placing an order: choosing the escrow keys, deriving the marketplace key for
 //! this escrow, compiling the Bitcoin descriptor, and freezing the terms.
 
+use agora_domain::escrow::deadlines::timelock_blocks_for;
 use agora_domain::escrow::{ChainTimelock, FeeSchedule};
 use agora_domain::listing::ListingStatus;
 use agora_domain::money::{Amount, Asset, BasisPoints};
@@ -25,9 +26,37 @@ use super::{EscrowRecord, Order};
 use crate::graphql::context::AppState;
 use crate::graphql::errors::{ApiError, ApiResult};
 
-/// Blocks are 10 minutes on average but come faster at times; the timelock is
-/// sized as if they came every 8 minutes, so it never opens before the deadlines.
-const CONSERVATIVE_BLOCK_MINUTES: i64 = 8;
+/// Blocks come at the chain's average interval but faster at times; the
+/// timelock is sized as if they came 20 % faster (8 minutes on mainnet), so it
+/// never opens before the deadlines.
+const CONSERVATIVE_PACE_PERCENT: u32 = 80;
+
+/// The largest relative timelock a Bitcoin escrow can have (BIP 68: 16 bits of blocks).
+const MAX_TIMELOCK_BLOCKS: u32 = 0xFFFF;
+
+/// The marketplace's timing rules for an order of `listing` (no timelock yet).
+fn order_timing(app: &AppState, delivery_window_hours: u32) -> OrderTiming {
+    let o = &app.order_settings;
+    let secs = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+    OrderTiming {
+        funding_window: secs(o.funding_window_secs),
+        delivery_window: Duration::hours(i64::from(delivery_window_hours)),
+        review_period: secs(o.review_period_secs),
+        dispute_response: secs(o.dispute_response_secs),
+        decision_period: secs(o.decision_period_secs),
+        appeal_window: secs(o.appeal_window_secs),
+        appeal_decision_period: secs(o.appeal_decision_period_secs),
+        release_signing_grace: secs(o.release_signing_grace_secs),
+        timelock: None,
+    }
+}
+
+/// The block interval the timelock is sized with: the chain's, made faster.
+fn conservative_block_interval(app: &AppState) -> Duration {
+    let secs = app.bitcoin.block_interval.as_secs().max(1);
+    let conservative = (secs * u64::from(CONSERVATIVE_PACE_PERCENT)).div_ceil(100).max(1);
+    Duration::seconds(i64::try_from(conservative).unwrap_or(i64::MAX))
+}
 
 pub struct PlaceOrderRequest {
     pub buyer_id: Uuid,
@@ -156,7 +185,6 @@ async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> 
         Asset::Xrp => 1,
     };
     let order_id = Uuid::now_v7();
-    let o = &app.order_settings;
     let terms = place_order(
         PlaceOrderInput {
             order_id,
@@ -174,11 +202,8 @@ async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> 
             keys: setup.keys,
             fees: setup.fees,
             timing: OrderTiming {
-                funding_window: Duration::seconds(o.funding_window_secs as i64),
-                delivery_window: Duration::hours(i64::from(listing.delivery_window_hours)),
-                review_period: Duration::seconds(o.review_period_secs as i64),
-                dispute_response: Duration::seconds(o.dispute_response_secs as i64),
                 timelock: setup.timelock,
+                ..order_timing(app, listing.delivery_window_hours)
             },
             required_confirmations,
         },
@@ -268,17 +293,24 @@ fn bitcoin_setup(
         .find(|k| k.chain == "bitcoin")
         .ok_or_else(|| ApiError::conflict("PROVIDER_HAS_NO_KEY", "the provider has not registered a Bitcoin escrow key yet"))?;
     let provider = resolve(provider_key, 0, index)?;
-    let arbitrator = app.bitcoin.keystore.arbitrator_pubkey(index).map_err(ApiError::internal)?;
+    let arbitrator = app.bitcoin.gate.arbitrator_pubkey(index).map_err(ApiError::internal)?;
 
-    let o = &app.order_settings;
-    let deadlines_total = o.funding_window_secs
-        + u64::from(listing.delivery_window_hours) * 3600
-        + o.review_period_secs
-        + o.dispute_response_secs;
-    let needed_blocks = deadlines_total.div_ceil(CONSERVATIVE_BLOCK_MINUTES as u64 * 60);
-    let timelock_blocks = u16::try_from(needed_blocks + u64::from(cfg.timelock_margin_blocks)).map_err(|_| {
-        ApiError::conflict("DELIVERY_WINDOW_TOO_LONG", "the listing's delivery window is too long for a Bitcoin escrow")
-    })?;
+    // The buyer's refund path may open only after the longest path through
+    // the service's deadlines (arbitration and appeal included) plus the
+    // margin, at the chain's own pace; terms that cannot fit are refused.
+    let longest = order_timing(app, listing.delivery_window_hours).longest_path();
+    let block_interval = conservative_block_interval(app);
+    let timelock_blocks = timelock_blocks_for(longest, block_interval, cfg.timelock_margin_blocks, MAX_TIMELOCK_BLOCKS)
+        .and_then(|b| u16::try_from(b).ok())
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "DELIVERY_WINDOW_TOO_LONG",
+                format!(
+                    "the order's deadlines ({} hours from funding to the last appeal) cannot fit in a Bitcoin timelock of at most {MAX_TIMELOCK_BLOCKS} blocks",
+                    longest.num_hours()
+                ),
+            )
+        })?;
     let keys = EscrowKeys::new(buyer, buyer_refund, provider, arbitrator, timelock_blocks).map_err(|e| {
         ApiError::bad_input("input", "DUPLICATE_KEY", format!("the escrow keys must all differ: {e}"))
     })?;
@@ -304,6 +336,9 @@ fn bitcoin_setup(
             marketplace: app.bitcoin.marketplace_address.to_string(),
         },
         funding: Vec::new(),
+        strays: Vec::new(),
+        fee_rate_sat_vb: None,
+        other_spend: None,
         confirmations: 0,
         funding_height: 0,
         payout: None,
@@ -327,7 +362,7 @@ fn bitcoin_setup(
                 blocks: u32::from(timelock_blocks),
                 margin_blocks: cfg.timelock_margin_blocks,
             },
-            block_interval: Duration::minutes(CONSERVATIVE_BLOCK_MINUTES),
+            block_interval,
         }),
         fees: FeeSchedule {
             commission_bps: bps(cfg.commission_bps)?,

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_domain::escrow::{timelock_margin_reached, EscrowState};
+use agora_domain::escrow::{timelock_margin_reached, Settled};
+use agora_domain::money::BasisPoints;
 use agora_escrow::source::{BitcoinSource, SourceError};
 use agora_persistence::chain::{self, ScannedBlock};
 use agora_persistence::orders as order_store;
@@ -20,8 +21,8 @@ use uuid::Uuid;
 use super::lock::WatcherLock;
 use super::{note, WatchError};
 use crate::graphql::context::AppState;
-use crate::orders::bitcoin::{BtcEscrow, StoredUtxo};
-use crate::orders::chain::{apply_bitcoin_event, BitcoinChainEvent};
+use crate::orders::bitcoin::{BtcEscrow, OtherSpend, StoredUtxo};
+use crate::orders::chain::{apply_bitcoin_event, funding_frozen, BitcoinChainEvent};
 use crate::orders::{self, EscrowRecord, Order};
 
 const CHAIN: &str = "bitcoin";
@@ -94,7 +95,9 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
             by_outpoint: HashMap::new(),
             orders: Vec::new(),
         };
-        for record in order_store::open_orders(txn, CHAIN).await? {
+        // Settled escrows stay watched: funds sent to them later are strays
+        // to refund, and their stray refunds must be seen to confirm.
+        for record in order_store::orders_on_chain(txn, CHAIN).await? {
             let order = Order::from_record(record)?;
             if let Some(btc) = btc_of(&order) {
                 let address = btc
@@ -103,7 +106,7 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                     .map_err(|e| WatchError::Store(e.to_string()))?
                     .assume_checked();
                 list.by_script.insert(address.script_pubkey(), order.id());
-                for u in &btc.funding {
+                for u in btc.funding.iter().chain(btc.strays.iter().map(|s| &s.utxo)) {
                     list.by_outpoint.insert(OutPoint::new(u.txid, u.vout), order.id());
                 }
                 list.orders.push(order);
@@ -172,16 +175,36 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                     tracing::warn!(order.id = %id, error = ?e, "payout reorg not applied");
                 }
             }
-            if lost_funding {
+            let lost_stray = btc.strays.iter().any(|s| s.utxo.height.is_some_and(|h| h > fork));
+            let lost_other = btc.other_spend.as_ref().is_some_and(|o| o.mined_at > fork);
+            if lost_stray || lost_other {
+                update_btc(&self.app, &txn, order.id(), |b| {
+                    // A stray output that left the chain is forgotten (it is
+                    // found again if it confirms again); so is a foreign spend.
+                    b.strays.retain(|s| !s.utxo.height.is_some_and(|h| h > fork));
+                    if b.other_spend.as_ref().is_some_and(|o| o.mined_at > fork) {
+                        b.other_spend = None;
+                    }
+                })
+                .await?;
+            }
+            if lost_funding && !funding_frozen(&order) {
                 let id = order.id();
                 let remaining: Vec<StoredUtxo> =
                     btc.funding.iter().copied().filter(|u| u.height.is_some_and(|uh| uh <= fork)).collect();
                 let event = if remaining.is_empty() {
                     BitcoinChainEvent::FundingReorged
                 } else {
-                    funding_event(&remaining, fork)
+                    BitcoinChainEvent::Outputs { utxos: remaining, tip: fork }
                 };
                 if let Err(e) = apply_bitcoin_event(&self.app, &txn, id, event).await {
+                    tracing::warn!(order.id = %id, error = ?e, "funding reorg not applied");
+                }
+            } else if lost_funding {
+                // Accepted funding left the chain: the domain decides (back to
+                // awaiting funding before delivery, an alert after).
+                let id = order.id();
+                if let Err(e) = apply_bitcoin_event(&self.app, &txn, id, BitcoinChainEvent::FundingReorged).await {
                     tracing::warn!(order.id = %id, error = ?e, "funding reorg not applied");
                 }
             }
@@ -216,22 +239,43 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
             }
         }
         let mut applied = 0usize;
+        let now = self.app.clock.now();
         for order in &list.orders {
             let id = order.id();
             let Some(btc) = btc_of(order) else { continue };
+            let new = outputs.remove(&id).unwrap_or_default();
+            let spent = spends.get(&id).map(Vec::as_slice).unwrap_or_default();
+            if order.state.is_settled() {
+                // Only strays matter now: new ones, and their refunds confirming.
+                if !new.is_empty() {
+                    events_applied(&self.app, &txn, id, vec![BitcoinChainEvent::Outputs { utxos: new, tip: height }]).await;
+                }
+                self.track_strays(&txn, id, spent, height).await?;
+                continue;
+            }
             let mut events = Vec::new();
-            // Spends of the escrow: our payout, the buyer's refund path, or something else.
+            let is_funding = |tx: &Transaction| {
+                tx.input.iter().any(|i| btc.funding.iter().any(|u| OutPoint::new(u.txid, u.vout) == i.previous_output))
+            };
+            // Spends of the accepted funding: our payout, the buyer's refund
+            // path, or a transaction two keys signed that Agora did not prepare.
             let mut payout_mined = false;
-            for (txid, tx) in spends.get(&id).map(Vec::as_slice).unwrap_or_default() {
+            for (txid, tx) in spent.iter().filter(|(_, tx)| is_funding(tx)) {
                 if btc.payout.as_ref().is_some_and(|p| p.txid == *txid) {
                     payout_mined = true;
                 } else if is_refund_path(btc, tx) {
                     events.push(BitcoinChainEvent::TimeoutSpend { txid: *txid });
-                } else {
-                    tracing::warn!(order.id = %id, escrow.txid = %txid, "unexpected spend of an escrow");
-                    note(&txn, id, "UnexpectedSpend", &format!("{txid} spent the escrow"), self.app.clock.now()).await?;
+                } else if btc.other_spend.is_none() {
+                    tracing::warn!(order.id = %id, escrow.txid = %txid, "the escrow was spent by a transaction Agora did not prepare");
+                    let paid = paid_by(btc, tx);
+                    update_btc(&self.app, &txn, id, |b| {
+                        b.other_spend = Some(OtherSpend { txid: *txid, paid: paid.clone(), mined_at: height });
+                    })
+                    .await?;
+                    note(&txn, id, "OtherSpendSeen", &format!("{txid} spent the escrow: {paid:?}"), now).await?;
                 }
             }
+            self.track_strays(&txn, id, spent, height).await?;
             if payout_mined {
                 mark_payout_mined(&self.app, &txn, id, height).await?;
                 if btc.payout.as_ref().is_some_and(|p| p.broadcast_at.is_none()) {
@@ -240,24 +284,33 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                     }
                 }
             }
+            let required = u64::from(order.terms.required_confirmations());
             // The payout confirms once it is as deep as the funding had to be.
             let mined_at = if payout_mined { Some(height) } else { btc.payout.as_ref().and_then(|p| p.mined_at) };
             if let (Some(m), Some(p)) = (mined_at, &btc.payout) {
-                if height + 1 - m >= u64::from(order.terms.required_confirmations()) {
+                if height + 1 - m >= required {
                     events.push(BitcoinChainEvent::PayoutConfirmed { txid: p.txid });
                 }
             }
-            // Funding: the escrow's outputs so far, reported while they matter.
-            let new = outputs.remove(&id).unwrap_or_default();
-            if btc.payout.is_none() {
+            // A foreign spend settles the order once it is as deep.
+            let fresh_other = orders::load(&txn, id).await?;
+            if let Some(other) = btc_of(&fresh_other).and_then(|b| b.other_spend.clone()) {
+                if !payout_mined && height + 1 - other.mined_at >= required {
+                    events.push(BitcoinChainEvent::OtherSpend { txid: other.txid, outcome: outcome_of(&other.paid) });
+                }
+            }
+            // Funding: while it is not accepted yet, every output counts, each
+            // with its own block; once accepted, new outputs are strays.
+            if funding_frozen(order) {
+                if !new.is_empty() {
+                    events.push(BitcoinChainEvent::Outputs { utxos: new, tip: height });
+                }
+            } else {
                 let mut utxos = btc.funding.clone();
                 utxos.extend(new.iter().copied());
-                let awaiting = matches!(order.state, EscrowState::AwaitingFunding { .. } | EscrowState::Expired { .. });
-                if !utxos.is_empty() && (awaiting || !new.is_empty()) {
-                    events.push(funding_event(&utxos, height));
+                if !utxos.is_empty() {
+                    events.push(BitcoinChainEvent::Outputs { utxos, tip: height });
                 }
-            } else if !new.is_empty() {
-                note(&txn, id, "LateDeposit", "funds arrived after the payout was prepared", self.app.clock.now()).await?;
             }
             for event in events {
                 if self.fail_after_events.is_some_and(|n| applied >= n) {
@@ -281,9 +334,17 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                         id,
                         "TimelockMarginReached",
                         &format!("the buyer's refund path opens at height {}", watch.unlock_height),
-                        self.app.clock.now(),
+                        now,
                     )
                     .await?;
+                }
+            }
+        }
+        // Strays deep enough get their refund prepared and co-signed.
+        for order in &list.orders {
+            if btc_of(order).is_some_and(|b| b.strays.iter().any(|s| s.refund.is_none() && !s.dust && s.spent_by.is_none())) {
+                if let Err(e) = crate::orders::strays::prepare_refunds(&self.app, &txn, order.id(), height).await {
+                    tracing::warn!(order.id = %order.id(), error = ?e, "stray refund not prepared");
                 }
             }
         }
@@ -300,6 +361,84 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
         .await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Records which transactions spent the escrow's stray outputs.
+    async fn track_strays(&self, txn: &DatabaseTransaction, id: Uuid, spent: &[(Txid, &Transaction)], _height: u64) -> Result<(), WatchError> {
+        let spent: Vec<(OutPoint, Txid)> = spent
+            .iter()
+            .flat_map(|(txid, tx)| tx.input.iter().map(move |i| (i.previous_output, *txid)))
+            .collect();
+        if spent.is_empty() {
+            return Ok(());
+        }
+        let order = orders::load(txn, id).await?;
+        let Some(btc) = btc_of(&order) else { return Ok(()) };
+        let hits: Vec<(usize, Txid)> = btc
+            .strays
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                spent
+                    .iter()
+                    .find(|(o, _)| *o == OutPoint::new(s.utxo.txid, s.utxo.vout))
+                    .map(|(_, t)| (i, *t))
+            })
+            .filter(|(i, _)| btc.strays[*i].spent_by.is_none())
+            .collect();
+        if hits.is_empty() {
+            return Ok(());
+        }
+        update_btc(&self.app, txn, id, |b| {
+            for (i, txid) in &hits {
+                if let Some(s) = b.strays.get_mut(*i) {
+                    s.spent_by = Some(*txid);
+                }
+            }
+        })
+        .await?;
+        for (_, txid) in hits {
+            note(txn, id, "StrayRefunded", &format!("{txid} spent a stray deposit"), self.app.clock.now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends every fully signed stray refund that is not mined yet.
+    async fn broadcast_stray_refunds(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, WatchError> {
+        let mut sent = 0;
+        for record in order_store::orders_on_chain(&self.app.db, CHAIN).await? {
+            let order = Order::from_record(record)?;
+            let Some(btc) = btc_of(&order) else { continue };
+            for (i, stray) in btc.strays.iter().enumerate() {
+                let Some(refund) = &stray.refund else { continue };
+                let Some(hex_tx) = &refund.final_tx else { continue };
+                if stray.spent_by.is_some() || refund.broadcast_at.is_some_and(|at| now - at < REBROADCAST_AFTER) {
+                    continue;
+                }
+                let tx: Transaction = bitcoin::consensus::encode::deserialize_hex(hex_tx)
+                    .map_err(|e| WatchError::Store(e.to_string()))?;
+                let result = self.source.broadcast(&tx).await;
+                let txn = self.app.db.begin().await?;
+                update_btc(&self.app, &txn, order.id(), |b| {
+                    if let Some(r) = b.strays.get_mut(i).and_then(|s| s.refund.as_mut()) {
+                        r.broadcast_at = Some(now);
+                    }
+                })
+                .await?;
+                match result {
+                    Ok(txid) => {
+                        sent += 1;
+                        tracing::info!(order.id = %order.id(), escrow.txid = %txid, "stray refund broadcast");
+                    }
+                    Err(SourceError::Rejected(reason)) => {
+                        tracing::warn!(order.id = %order.id(), reason = %reason, "the node rejected a stray refund");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                txn.commit().await?;
+            }
+        }
+        Ok(sent)
     }
 
     /// Sends every finished, unconfirmed payout that was not sent recently.
@@ -335,13 +474,42 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                     sent += 1;
                 }
                 Err(SourceError::Rejected(reason)) => {
-                    tracing::warn!(order.id = %order.id(), reason = %reason, "the node rejected the payout");
-                    note(&self.app.db, order.id(), "PayoutRejected", &reason, now).await?;
+                    // Back off like after a send, and say it once per reason:
+                    // a payout whose inputs someone else spent is rejected
+                    // until the watcher sees that spend and settles the order.
+                    let txn = self.app.db.begin().await?;
+                    let mut fresh = orders::load(&txn, order.id()).await?;
+                    let mut repeated = false;
+                    if let EscrowRecord::Bitcoin(b) = &mut fresh.escrow {
+                        if let Some(p) = &mut b.payout {
+                            p.broadcast_at = Some(now);
+                            repeated = p.last_rejection.as_deref() == Some(reason.as_str());
+                            p.last_rejection = Some(reason.clone());
+                        }
+                    }
+                    orders::save(&txn, &mut fresh, now).await?;
+                    if !repeated {
+                        tracing::warn!(order.id = %order.id(), reason = %reason, "the node rejected the payout");
+                        note(&txn, order.id(), "PayoutRejected", &reason, now).await?;
+                    }
+                    txn.commit().await?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
+        sent += self.broadcast_stray_refunds(now).await?;
         Ok(sent)
+    }
+
+    /// Asks the chain source for a fee estimate; new payouts use it (clamped
+    /// to the configured bounds). A source without an estimate keeps the rate.
+    pub async fn refresh_fee_rate(&self) {
+        match self.source.fee_rate(self.app.bitcoin.fee_target_blocks).await {
+            Ok(estimate) => {
+                self.app.bitcoin.fees.update(estimate);
+            }
+            Err(e) => tracing::debug!(chain = CHAIN, error = %e, "no fee estimate"),
+        }
     }
 
     /// Runs while it holds the lock: step, broadcast, pause when idle.
@@ -352,6 +520,7 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                 tracing::error!(chain = CHAIN, "lost the watcher lock; stopping");
                 return;
             }
+            self.refresh_fee_rate().await;
             let stepped = self.step().await;
             let broadcast = self.broadcast_pending().await;
             match (&stepped, &broadcast) {
@@ -370,14 +539,55 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
     }
 }
 
-fn funding_event(utxos: &[StoredUtxo], height: u64) -> BitcoinChainEvent {
-    let earliest = utxos.iter().filter_map(|u| u.height).min().unwrap_or(height);
-    let latest = utxos.iter().filter_map(|u| u.height).max().unwrap_or(height);
-    BitcoinChainEvent::Funding {
-        utxos: utxos.iter().map(|u| (OutPoint::new(u.txid, u.vout), u.value)).collect(),
-        // The least-confirmed output decides.
-        confirmations: u32::try_from(height.saturating_sub(latest) + 1).unwrap_or(u32::MAX),
-        height: earliest,
+/// Applies `events` to order `id`, logging (not failing on) refused ones.
+async fn events_applied(app: &AppState, txn: &DatabaseTransaction, id: Uuid, events: Vec<BitcoinChainEvent>) {
+    for event in events {
+        if let Err(e) = apply_bitcoin_event(app, txn, id, event.clone()).await {
+            tracing::warn!(order.id = %id, event = ?event, error = ?e, "chain event refused");
+        }
+    }
+}
+
+/// What `tx` paid to the escrow's payout addresses, by role; `other` for
+/// every other output.
+fn paid_by(btc: &BtcEscrow, tx: &Transaction) -> Vec<(String, u64)> {
+    let script = |a: &str| {
+        a.parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+            .ok()
+            .map(|a| a.assume_checked().script_pubkey())
+    };
+    let roles = [
+        ("provider", script(&btc.payout_to.provider)),
+        ("buyer", script(&btc.payout_to.buyer)),
+        ("marketplace", script(&btc.payout_to.marketplace)),
+    ];
+    tx.output
+        .iter()
+        .map(|o| {
+            let role = roles
+                .iter()
+                .find(|(_, s)| s.as_ref() == Some(&o.script_pubkey))
+                .map_or("other", |(r, _)| *r);
+            (role.to_owned(), o.value.to_sat())
+        })
+        .collect()
+}
+
+/// The outcome a foreign spend amounts to: what went to the provider against
+/// what went back to the buyer.
+fn outcome_of(paid: &[(String, u64)]) -> Settled {
+    let sum = |role: &str| paid.iter().filter(|(r, _)| r == role).map(|(_, v)| *v).sum::<u64>();
+    let (provider, buyer) = (sum("provider"), sum("buyer"));
+    match (provider, buyer) {
+        (0, _) => Settled::Refunded,
+        (_, 0) => Settled::Released,
+        (p, b) => {
+            let bps = u128::from(p) * 10_000 / (u128::from(p) + u128::from(b));
+            match BasisPoints::new(i64::try_from(bps).unwrap_or(10_000)) {
+                Ok(provider_bps) => Settled::Split { provider_bps },
+                Err(_) => Settled::Released,
+            }
+        }
     }
 }
 

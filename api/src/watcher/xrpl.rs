@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_domain::escrow::{may_arbitrator_sign, Actor, Context, EscrowState};
+use agora_domain::escrow::{Actor, Context, EscrowState};
 use agora_escrow::source::{Ledger, SourceError, XrplSource};
 use agora_persistence::chain::{self, ScannedBlock};
 use agora_persistence::orders as order_store;
@@ -21,6 +21,7 @@ use super::{note, WatchError};
 use crate::graphql::context::AppState;
 use crate::orders::chain::{apply_xrpl_event, XrplChainEvent};
 use crate::orders::xrpl::{SetupStatus, XrplEscrow};
+use crate::orders::signing::SigningGate;
 use crate::orders::{self, EscrowRecord, Order};
 
 const CHAIN: &str = "xrpl";
@@ -275,17 +276,17 @@ impl<S: XrplSource> XrplWatcher<S> {
             actor: Actor::System,
             chain_height: self.app.tips.xrpl(),
             terms: order.terms.escrow_terms(),
-        };
-        let rule = if had_marketplace {
-            may_arbitrator_sign(&order.state, outcome, &ctx).ok()
-        } else {
-            None
+            latest_claim: None,
         };
         if let EscrowRecord::Xrpl(x) = &mut order.escrow {
             x.ledger_index = x.ledger_index.max(u32::try_from(self.app.tips.xrpl()).unwrap_or(u32::MAX));
             x.prepare_payout(&plan, &self.app.xrpl)?;
-            if rule.is_some() {
-                x.sign_as_arbitrator(&self.app.xrpl)?;
+        }
+        // The re-signature goes through the one signing gate: the policy is
+        // checked again and the signature is audited like the first one.
+        if had_marketplace {
+            if let Err(e) = SigningGate::sign_payout(&self.app, &txn, &mut order, outcome, &ctx).await {
+                tracing::warn!(order.id = %id, error = ?e, "the marketplace does not re-sign the rebuilt payout");
             }
         }
         orders::save(&txn, &mut order, now).await?;

@@ -51,6 +51,27 @@ pub struct OrderTiming {
     pub timelock: Option<TimelockTiming>,
 }
 
+impl OrderTiming {
+    /// The longest an escrow placed under this timing can stay open after its
+    /// funding: the same path as [`Deadlines::longest_path`] for an order
+    /// placed now, so a timelock sized from it always fits.
+    pub fn longest_path(&self) -> Duration {
+        [
+            self.funding_window,
+            self.delivery_window,
+            self.review_period,
+            self.dispute_response,
+            self.decision_period,
+            self.decision_period,
+            self.appeal_window,
+            self.appeal_decision_period,
+        ]
+        .into_iter()
+        .map(|d| d.max(Duration::zero()))
+        .fold(Duration::zero(), |total, d| total.checked_add(&d).unwrap_or(Duration::MAX))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimelockTiming {
     pub timelock: ChainTimelock,

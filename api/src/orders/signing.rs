@@ -1,0 +1,119 @@
+//! The one gate to the marketplace key. Every signature the marketplace's
+//! Bitcoin key makes — a payout, a re-signed rebuild, a stray-funds refund —
+//! goes through [`SigningGate`]: it holds the key store privately, re-checks
+//! the signing policy on the state being stored, signs, and writes the audit
+//! row in the caller's database transaction, so a signature without its audit
+//! row (or an audit row without its state) can never be committed.
+//! XRPL payouts signed by the arbitrator key pass through the same checks and
+//! audit here as well.
+
+use agora_domain::escrow::policy::may_sign_stray_refund;
+use agora_domain::escrow::{may_arbitrator_sign, Context, Outcome, PolicyError, SigningRule};
+use agora_escrow::btc::{KeyStoreError, MarketplaceKeyStore};
+use agora_persistence::orders::{self, ArbitratorSignatureRecord};
+use bitcoin::PublicKey;
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseTransaction;
+
+use super::{outcome_name, rule_name, EscrowRecord, Order};
+use crate::graphql::context::AppState;
+use crate::graphql::errors::{ApiError, ApiResult};
+
+/// The holder of the marketplace's Bitcoin key store. It has no accessor for
+/// the store: signing happens only through its methods.
+pub struct SigningGate {
+    keystore: MarketplaceKeyStore,
+}
+
+impl SigningGate {
+    pub fn new(keystore: MarketplaceKeyStore) -> Self {
+        Self { keystore }
+    }
+
+    /// The public arbitrator key of escrow `index` (no signature involved).
+    pub fn arbitrator_pubkey(&self, index: u32) -> Result<PublicKey, KeyStoreError> {
+        self.keystore.arbitrator_pubkey(index)
+    }
+
+    /// Co-signs the order's prepared payout of `outcome`, if the policy allows
+    /// it on `order.state` (the state the caller is about to store) at
+    /// `ctx.now`; writes the audit row in `txn`. Returns the rule applied.
+    pub async fn sign_payout(
+        app: &AppState,
+        txn: &DatabaseTransaction,
+        order: &mut Order,
+        outcome: Outcome,
+        ctx: &Context,
+    ) -> ApiResult<SigningRule> {
+        let rule = may_arbitrator_sign(&order.state, outcome, ctx).map_err(policy_error)?;
+        let (chain, key_index, public_key, tx_id) = match &mut order.escrow {
+            EscrowRecord::Bitcoin(btc) => {
+                let txid = btc.sign_as_arbitrator(&app.bitcoin.gate.keystore)?;
+                ("bitcoin", btc.key_index, btc.arbitrator_key.clone(), txid.to_string())
+            }
+            EscrowRecord::Xrpl(x) => {
+                let ids = x.sign_as_arbitrator(&app.xrpl)?;
+                ("xrpl", x.key_index, x.arbitrator.public_key.to_hex(), ids.join(","))
+            }
+        };
+        audit(txn, order, chain, key_index, public_key, rule, outcome_name(outcome), tx_id, ctx.now).await?;
+        Ok(rule)
+    }
+
+    /// Co-signs the refund of stray output `index` to the buyer, if it is one
+    /// (only stray outputs, only to the buyer, at most the fee bound lost).
+    pub async fn sign_stray_refund(
+        app: &AppState,
+        txn: &DatabaseTransaction,
+        order: &mut Order,
+        index: usize,
+        now: DateTime<Utc>,
+    ) -> ApiResult<SigningRule> {
+        let EscrowRecord::Bitcoin(btc) = &mut order.escrow else {
+            return Err(ApiError::internal("stray refunds are Bitcoin transactions"));
+        };
+        let facts = btc.stray_refund_facts(index)?;
+        let vsize_bound = 400;
+        let max_fee = app.bitcoin.fees.max().saturating_mul(vsize_bound);
+        let rule = may_sign_stray_refund(&facts, max_fee).map_err(policy_error)?;
+        let txid = btc.sign_stray_refund(index, &app.bitcoin.gate.keystore)?;
+        let (key_index, public_key) = (btc.key_index, btc.arbitrator_key.clone());
+        audit(txn, order, "bitcoin", key_index, public_key, rule, "refund".into(), txid.to_string(), now).await?;
+        Ok(rule)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    txn: &DatabaseTransaction,
+    order: &Order,
+    chain: &str,
+    key_index: u32,
+    public_key: String,
+    rule: SigningRule,
+    outcome: String,
+    tx_id: String,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    orders::insert_arbitrator_signature(
+        txn,
+        &ArbitratorSignatureRecord {
+            order_id: order.id(),
+            chain: chain.to_owned(),
+            key_index,
+            public_key,
+            rule: rule_name(rule),
+            outcome,
+            tx_id: tx_id.clone(),
+            detail: String::new(),
+            signed_at: now,
+        },
+    )
+    .await?;
+    tracing::info!(order.id = %order.id(), escrow.txid = %tx_id, rule = %rule_name(rule), "marketplace key signed");
+    Ok(())
+}
+
+pub fn policy_error(e: PolicyError) -> ApiError {
+    ApiError::conflict("POLICY_REFUSED", format!("the marketplace key may not sign: {e}"))
+}
