@@ -11,6 +11,7 @@ mod m20261121_000005_create_notifications;
 mod m20261121_000006_create_disputes;
 mod m20261121_000007_create_reviews;
 mod m20261121_000008_create_metering;
+mod m20261202_000001_add_dispute_decision_escalation;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000006_create_disputes::Migration),
             Box::new(m20261121_000007_create_reviews::Migration),
             Box::new(m20261121_000008_create_metering::Migration),
+            Box::new(m20261202_000001_add_dispute_decision_escalation::Migration),
         ]
     }
 }

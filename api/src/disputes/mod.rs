@@ -23,8 +23,6 @@ use crate::graphql::errors::{ApiError, ApiResult};
 use crate::notifications;
 use crate::orders::{self, Order};
 
-/// How long after a first decision either party may appeal.
-pub const APPEAL_WINDOW_HOURS: i64 = 72;
 /// The reminder goes out this long before the response deadline.
 pub const REMINDER_BEFORE_HOURS: i64 = 12;
 const MAX_STATEMENT_CHARS: usize = 10_000;
@@ -242,6 +240,7 @@ pub async fn open(
         appeal_by: None,
         appealed_at: None,
         appealed_by: None,
+        decision_escalated_at: None,
         version: 0,
         updated_at: now,
     };
@@ -383,8 +382,8 @@ fn parse_bps(bps: i32) -> ApiResult<BasisPoints> {
 }
 
 /// The assigned arbitrator decides: a split to the provider with a rationale.
-/// A first decision can be appealed for 72 hours; an appeal's decision is final
-/// and goes to the escrow at once.
+/// A first decision can be appealed for the order's appeal window; an appeal's
+/// decision is final and goes to the escrow at once.
 pub async fn decide(
     app: &AppState,
     viewer: &Viewer,
@@ -423,7 +422,7 @@ pub async fn decide(
         dispute.status = "final".into();
     } else {
         dispute.status = "decided".into();
-        dispute.appeal_by = Some(now + Duration::hours(APPEAL_WINDOW_HOURS));
+        dispute.appeal_by = Some(agora_domain::escrow::deadlines::add(now, order.terms.deadlines().appeal_window));
     }
     bump(&mut dispute, now);
     save(&txn, &dispute).await?;
@@ -561,67 +560,157 @@ pub async fn reassign(app: &AppState, viewer: &Viewer, dispute_id: Uuid, arbitra
 }
 
 /// Deadlines of disputes as of `now`: the reminder before the response
-/// deadline, escalation after it, and a first decision becoming final once the
-/// appeal window closed. Returns how many disputes changed.
+/// deadline, escalation after it; a first decision overdue goes to another
+/// arbitrator, and if that one is overdue too the case resolves by default
+/// (the escrow returns to the buyer, as its timelock would); a first decision
+/// becomes final once the appeal window closed, and stands when the appeal's
+/// arbitrator does not decide in time. So every dispute ends within the
+/// periods the escrow's timelock was sized for. Each dispute is handled in
+/// its own transaction: one that fails never stops the others.
 pub async fn sweep(app: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
     let mut changed = 0;
-    for candidate in store::disputes_in(&app.db, &["open", "decided"]).await? {
-        let txn = app.db.begin().await?;
-        let Some(mut d) = store::find_dispute(&txn, candidate.id).await? else { continue };
-        let order = orders::load(&txn, d.order_id).await?;
-        let opener_is_buyer = d.opened_by == "buyer";
-        let respondent = if opener_is_buyer { order.record.provider_id } else { order.record.buyer_id };
-        let mut touched = false;
-        if d.status == "open" && d.responded_at.is_none() {
-            if d.reminded_at.is_none() && now >= d.respond_by - Duration::hours(REMINDER_BEFORE_HOURS) && now <= d.respond_by {
-                d.reminded_at = Some(now);
-                notify(
-                    &txn,
-                    &[Some(respondent)],
-                    Notice::DeadlineApproaching,
-                    "Respond to the dispute soon",
-                    &format!("Your response to the dispute on order {} is due by {}.", d.order_id, d.respond_by),
-                    &d,
-                    now,
-                )
-                .await?;
-                touched = true;
-            }
-            if d.escalated_at.is_none() && now > d.respond_by {
-                d.escalated_at = Some(now);
-                notify(
-                    &txn,
-                    &[Some(order.record.buyer_id), Some(order.record.provider_id), d.arbitrator_id],
-                    Notice::Escalated,
-                    "The dispute was escalated",
-                    &format!(
-                        "The response deadline of the dispute on order {} passed without an answer; the arbitrator decides on what was said.",
-                        d.order_id
-                    ),
-                    &d,
-                    now,
-                )
-                .await?;
-                touched = true;
-            }
+    for candidate in store::disputes_in(&app.db, &["open", "decided", "appealed"]).await? {
+        match sweep_one(app, candidate.id, now).await {
+            Ok(true) => changed += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(dispute.id = %candidate.id, error = ?e, "dispute deadline not applied; retrying on the next sweep"),
         }
-        let finalize = d.status == "decided" && d.appeal_by.is_some_and(|by| now > by);
-        if finalize {
-            d.status = "final".into();
-            touched = true;
-        }
-        if !touched {
-            continue;
-        }
-        bump(&mut d, now);
-        if save(&txn, &d).await.is_err() {
-            continue;
-        }
-        if finalize {
-            hand_to_escrow(app, &txn, &d, order, now).await?;
-        }
-        txn.commit().await?;
-        changed += 1;
     }
     Ok(changed)
+}
+
+/// What a passed deadline does to a dispute.
+enum Overdue {
+    None,
+    /// The first decision is late: the case moves to another arbitrator.
+    Reassign,
+    /// Nobody decided in time: the escrow returns to the buyer.
+    DefaultRefund,
+    /// The appeal window closed: the first decision is final.
+    Finalize,
+    /// The appeal's arbitrator is late: the first decision stands.
+    FirstStands,
+}
+
+fn overdue(d: &DisputeRecord, order: &Order, now: DateTime<Utc>) -> Overdue {
+    let deadlines = order.terms.deadlines();
+    let after = |at: DateTime<Utc>, period| agora_domain::escrow::deadlines::add(at, period);
+    match (d.status.as_str(), d.round) {
+        ("open", 1) => match d.decision_escalated_at {
+            None if now > deadlines.decide_by(d.opened_at) => Overdue::Reassign,
+            Some(at) if now > after(at, deadlines.decision_period) => Overdue::DefaultRefund,
+            _ => Overdue::None,
+        },
+        ("decided", 1) if d.appeal_by.is_some_and(|by| now > by) => Overdue::Finalize,
+        ("appealed", 2) if d.appealed_at.is_some_and(|at| now > after(at, deadlines.appeal_decision_period)) => {
+            Overdue::FirstStands
+        }
+        _ => Overdue::None,
+    }
+}
+
+async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bool> {
+    let txn = app.db.begin().await?;
+    let Some(mut d) = store::find_dispute(&txn, id).await? else { return Ok(false) };
+    let order = orders::load(&txn, d.order_id).await?;
+    let opener_is_buyer = d.opened_by == "buyer";
+    let respondent = if opener_is_buyer { order.record.provider_id } else { order.record.buyer_id };
+    let parties = [Some(order.record.buyer_id), Some(order.record.provider_id)];
+    let mut touched = false;
+    if d.status == "open" && d.responded_at.is_none() {
+        if d.reminded_at.is_none() && now >= d.respond_by - Duration::hours(REMINDER_BEFORE_HOURS) && now <= d.respond_by {
+            d.reminded_at = Some(now);
+            notify(
+                &txn,
+                &[Some(respondent)],
+                Notice::DeadlineApproaching,
+                "Respond to the dispute soon",
+                &format!("Your response to the dispute on order {} is due by {}.", d.order_id, d.respond_by),
+                &d,
+                now,
+            )
+            .await?;
+            touched = true;
+        }
+        if d.escalated_at.is_none() && now > d.respond_by {
+            d.escalated_at = Some(now);
+            notify(
+                &txn,
+                &[parties[0], parties[1], d.arbitrator_id],
+                Notice::Escalated,
+                "The dispute was escalated",
+                &format!(
+                    "The response deadline of the dispute on order {} passed without an answer; the arbitrator decides on what was said.",
+                    d.order_id
+                ),
+                &d,
+                now,
+            )
+            .await?;
+            touched = true;
+        }
+    }
+    let mut hand_over = false;
+    match overdue(&d, &order, now) {
+        Overdue::None => {}
+        Overdue::Reassign => {
+            let late = d.arbitrator_id;
+            let exclude: Vec<Uuid> = [parties[0], parties[1], late].into_iter().flatten().collect();
+            // Another arbitrator if there is one; the same one keeps it otherwise.
+            let next = store::least_busy_arbitrator(&txn, &exclude).await?.or(late);
+            d.arbitrator_id = next;
+            d.decision_escalated_at = Some(now);
+            store::assign_order_arbitrator(&txn, order.id(), next).await?;
+            notify(
+                &txn,
+                &[parties[0], parties[1], late, next],
+                Notice::Escalated,
+                "The dispute's decision is overdue",
+                &format!(
+                    "No decision on the dispute over order {} came in time; it goes to another arbitrator, who has {} hours. \
+                     If no decision comes by then, the escrow is refunded to the buyer.",
+                    d.order_id,
+                    order.terms.deadlines().decision_period.num_hours()
+                ),
+                &d,
+                now,
+            )
+            .await?;
+            touched = true;
+        }
+        Overdue::DefaultRefund => {
+            d.status = "final".into();
+            d.decision_bps = Some(0);
+            d.decided_at = Some(now);
+            d.decided_by = None;
+            d.rationale = Some("No arbitrator decided in time: the escrow returns to the buyer, as its timelock would.".into());
+            touched = true;
+            hand_over = true;
+        }
+        Overdue::Finalize => {
+            d.status = "final".into();
+            touched = true;
+            hand_over = true;
+        }
+        Overdue::FirstStands => {
+            d.status = "final".into();
+            d.decision_bps = d.first_decision_bps;
+            d.decided_at = d.first_decided_at;
+            d.decided_by = d.first_arbitrator_id;
+            d.arbitrator_id = d.first_arbitrator_id;
+            d.rationale = d.rationale.take().or_else(|| Some("The appeal was not decided in time: the first decision stands.".into()));
+            touched = true;
+            hand_over = true;
+        }
+    }
+    if !touched {
+        return Ok(false);
+    }
+    bump(&mut d, now);
+    save(&txn, &d).await?;
+    if hand_over {
+        hand_to_escrow(app, &txn, &d, order, now).await?;
+    }
+    txn.commit().await?;
+    Ok(true)
 }

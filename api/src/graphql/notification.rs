@@ -39,6 +39,7 @@ pub enum NotificationKindGql {
     Escalated,
     UsageThreshold,
     DepositNearlyExhausted,
+    ActionFailed,
 }
 
 impl From<NotificationKind> for NotificationKindGql {
@@ -59,6 +60,7 @@ impl From<NotificationKind> for NotificationKindGql {
             NotificationKind::Escalated => Self::Escalated,
             NotificationKind::UsageThreshold => Self::UsageThreshold,
             NotificationKind::DepositNearlyExhausted => Self::DepositNearlyExhausted,
+            NotificationKind::ActionFailed => Self::ActionFailed,
         }
     }
 }
@@ -81,6 +83,7 @@ impl From<NotificationKindGql> for NotificationKind {
             NotificationKindGql::Escalated => Self::Escalated,
             NotificationKindGql::UsageThreshold => Self::UsageThreshold,
             NotificationKindGql::DepositNearlyExhausted => Self::DepositNearlyExhausted,
+            NotificationKindGql::ActionFailed => Self::ActionFailed,
         }
     }
 }

@@ -271,6 +271,89 @@ pub struct ChainStatusGql {
     pub payout_broadcast: bool,
     /// Confirmations of the payout once mined (XRPL: validated Payments).
     pub payout_confirmations: u32,
+    /// Bitcoin: the fee rate of this escrow's payouts, fixed when the funding
+    /// was accepted (the chain's estimate then, within the configured bounds).
+    pub payout_fee_rate_sat_vb: Option<u64>,
+    /// Bitcoin: outputs that reached the escrow outside its accepted funding.
+    /// They never change the order's payout; each is refunded to the buyer.
+    pub stray_deposits: Vec<StrayDepositGql>,
+    /// Bitcoin: the height at which the buyer's time-locked refund path
+    /// opens, while the escrow is open and Agora must settle it first.
+    pub timelock_opens_at_height: Option<u64>,
+    /// Bitcoin: the height by which the service acts (its margin before the
+    /// timelock); every deadline of the order ends before it.
+    pub service_acts_by_height: Option<u64>,
+    /// A spend of the escrow Agora did not prepare, as the chain showed it.
+    pub other_spend: Option<OtherSpendGql>,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum StrayDepositStatus {
+    /// Waiting for the confirmations the order requires.
+    Unconfirmed,
+    /// The refund is co-signed by the marketplace; the buyer signs it
+    /// (`submitStrayRefundSignature`).
+    RefundToSign,
+    /// Fully signed; the watcher broadcasts it.
+    RefundSigned,
+    /// Spent (by its refund, or by the buyer's own timelock path).
+    Refunded,
+    /// Too small to pay its own refund fee; left in place.
+    Dust,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "StrayDeposit")]
+pub struct StrayDepositGql {
+    /// Its position, for `submitStrayRefundSignature`.
+    pub index: i32,
+    pub txid: String,
+    pub vout: u32,
+    pub amount: MinorUnits,
+    pub height: Option<u64>,
+    pub status: StrayDepositStatus,
+    /// The refund PSBT (base64) to sign, once prepared.
+    pub refund_psbt: Option<String>,
+    pub refund_txid: Option<String>,
+    /// What the refund pays the buyer (after the network fee).
+    pub refund_amount: Option<MinorUnits>,
+    /// The transaction that spent it.
+    pub spent_by: Option<String>,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "OtherSpend")]
+pub struct OtherSpendGql {
+    pub txid: String,
+    pub mined_at_height: u64,
+    /// What it paid, by role (provider, buyer, marketplace, other).
+    pub paid: Vec<PayoutOutputGql>,
+}
+
+fn stray_gql(index: usize, s: &crate::orders::bitcoin::StrayDeposit) -> StrayDepositGql {
+    let status = if s.spent_by.is_some() {
+        StrayDepositStatus::Refunded
+    } else if s.dust {
+        StrayDepositStatus::Dust
+    } else {
+        match &s.refund {
+            None => StrayDepositStatus::Unconfirmed,
+            Some(r) if r.final_tx.is_some() => StrayDepositStatus::RefundSigned,
+            Some(_) => StrayDepositStatus::RefundToSign,
+        }
+    };
+    StrayDepositGql {
+        index: i32::try_from(index).unwrap_or(i32::MAX),
+        txid: s.utxo.txid.to_string(),
+        vout: s.utxo.vout,
+        amount: s.utxo.value.into(),
+        height: s.utxo.height,
+        status,
+        refund_psbt: s.refund.as_ref().map(|r| r.psbt.clone()),
+        refund_txid: s.refund.as_ref().map(|r| r.txid.to_string()),
+        refund_amount: s.refund.as_ref().map(|r| r.breakdown.buyer.into()),
+        spent_by: s.spent_by.map(|t| t.to_string()),
+    }
 }
 
 #[derive(SimpleObject)]
@@ -281,6 +364,12 @@ pub struct SettlementGql {
     pub txid: String,
     /// True when the buyer used the time-locked refund path.
     pub by_timelock: bool,
+    /// True when the escrow was spent by a transaction Agora did not prepare
+    /// (two of the three keys agreed on it); it settled as the chain showed.
+    pub by_other_transaction: bool,
+    /// What the settling transaction paid to whom (empty for the buyer's
+    /// timelock path, which pays the buyer everything less its fee).
+    pub paid: Vec<PayoutOutputGql>,
     pub at: DateTime<Utc>,
 }
 
@@ -693,6 +782,7 @@ impl OrderObject {
             EscrowRecord::Bitcoin(b) => {
                 let tip = tips.bitcoin();
                 let payout = b.payout.as_ref();
+                let watch = agora_domain::escrow::deadlines::timelock_watch(&self.0.state, self.0.terms.deadlines().timelock);
                 ChainStatusGql {
                     chain: "bitcoin".into(),
                     tip,
@@ -708,6 +798,15 @@ impl OrderObject {
                     payout_confirmations: payout
                         .and_then(|p| p.mined_at)
                         .map_or(0, |m| u32::try_from(tip.saturating_sub(m) + 1).unwrap_or(u32::MAX)),
+                    payout_fee_rate_sat_vb: b.fee_rate_sat_vb,
+                    stray_deposits: b.strays.iter().enumerate().map(|(i, s)| stray_gql(i, s)).collect(),
+                    timelock_opens_at_height: watch.map(|w| w.unlock_height),
+                    service_acts_by_height: watch.map(|w| w.alert_height),
+                    other_spend: b.other_spend.as_ref().map(|o| OtherSpendGql {
+                        txid: o.txid.to_string(),
+                        mined_at_height: o.mined_at,
+                        paid: o.paid.iter().map(|(role, v)| PayoutOutputGql { role: role.clone(), amount: (*v).into() }).collect(),
+                    }),
                 }
             }
             EscrowRecord::Xrpl(x) => {
@@ -723,6 +822,11 @@ impl OrderObject {
                         .unwrap_or_default(),
                     payout_broadcast: payout.is_some_and(|p| p.complete()),
                     payout_confirmations: payout.map_or(0, |p| p.validated.len() as u32),
+                    payout_fee_rate_sat_vb: None,
+                    stray_deposits: Vec::new(),
+                    timelock_opens_at_height: None,
+                    service_acts_by_height: None,
+                    other_spend: None,
                 }
             }
         }
@@ -753,16 +857,34 @@ impl OrderObject {
             Settled::Refunded => (PayoutOutcome::Refund, 0),
             Settled::Split { provider_bps } => (PayoutOutcome::Split, i32::from(provider_bps.get())),
         };
-        let (txid, by_timelock) = match by {
-            agora_domain::escrow::state::SettledBy::Payout { txid } => (txid.clone(), false),
-            agora_domain::escrow::state::SettledBy::Timelock { txid } => (txid.clone(), true),
-            agora_domain::escrow::state::SettledBy::Other { txid } => (txid.clone(), false),
+        use agora_domain::escrow::state::SettledBy;
+        let outputs = |paid: &[(String, u64)]| {
+            paid.iter().map(|(role, v)| PayoutOutputGql { role: role.clone(), amount: (*v).into() }).collect::<Vec<_>>()
+        };
+        let paid = match (by, &self.0.escrow) {
+            (SettledBy::Payout { .. }, EscrowRecord::Bitcoin(b)) => b.payout.as_ref().map(|p| outputs(&p.outputs)).unwrap_or_default(),
+            (SettledBy::Other { .. }, EscrowRecord::Bitcoin(b)) => b.other_spend.as_ref().map(|o| outputs(&o.paid)).unwrap_or_default(),
+            (SettledBy::Payout { .. }, EscrowRecord::Xrpl(x)) => x
+                .payout
+                .as_ref()
+                .map(|p| {
+                    let b = &p.breakdown;
+                    [("provider", b.provider), ("buyer", b.buyer), ("marketplace", b.marketplace())]
+                        .into_iter()
+                        .filter(|(_, v)| *v > 0)
+                        .map(|(role, v)| PayoutOutputGql { role: role.into(), amount: v.into() })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
         };
         Some(SettlementGql {
             outcome: o,
             provider_bps: bps,
-            txid,
-            by_timelock,
+            txid: by.txid().to_owned(),
+            by_timelock: matches!(by, SettledBy::Timelock { .. }),
+            by_other_transaction: matches!(by, SettledBy::Other { .. }),
+            paid,
             at: *at,
         })
     }
@@ -851,6 +973,15 @@ pub struct SubmitPayoutSignatureInput {
     pub psbt: Option<String>,
     /// XRPL: your multisigned blob (hex) of each payout transaction, in order.
     pub signed_transactions: Option<Vec<String>>,
+}
+
+#[derive(InputObject)]
+pub struct SubmitStrayRefundSignatureInput {
+    pub order_id: ID,
+    /// `chainStatus.strayDeposits[].index`.
+    pub index: i32,
+    /// The refund PSBT (base64) with your partial signature, not finalized.
+    pub psbt: String,
 }
 
 #[derive(SimpleObject)]
@@ -1035,5 +1166,22 @@ impl OrderMutation {
             payout: obj.current_payout(),
             order: obj,
         })
+    }
+
+    /// Adds your signature to the refund of a stray deposit (an output that
+    /// reached the escrow outside its accepted funding; see
+    /// `order.chainStatus.strayDeposits`). The marketplace co-signed it; with
+    /// the buyer's (or provider's) signature it is complete and broadcast.
+    async fn submit_stray_refund_signature(
+        &self,
+        ctx: &Context<'_>,
+        input: SubmitStrayRefundSignatureInput,
+    ) -> ApiResult<OrderPayload> {
+        let v = viewer(ctx).await?;
+        let id = expect(NodeType::Order, &input.order_id, "input.orderId")?;
+        let index = usize::try_from(input.index)
+            .map_err(|_| ApiError::bad_input("input.index", "OUT_OF_RANGE", "input.index: a stray deposit's index"))?;
+        let order = crate::orders::strays::submit_signature(state(ctx), id, v.user_id, index, &input.psbt).await?;
+        Ok(OrderPayload { order: OrderObject(order) })
     }
 }

@@ -987,34 +987,51 @@ async fn close_xrpl(
     Ok(order)
 }
 
-/// Sessions whose provider delivered but never closed: once the review window
-/// has passed, the latest claim is settled with the marketplace co-signing, so
-/// the buyer gets the rest of the deposit back without waiting for a timelock
-/// (which XRPL escrows do not have). Returns how many sessions were settled.
+/// The service's automatic outcome of a metered order with a signed claim:
+/// the buyer's latest claim is settled with the marketplace co-signing (the
+/// provider gets what the buyer signed for, the buyer the rest), whether the
+/// provider vanished after delivering or never marked the order delivered.
+/// Runs inside `txn`; the domain checks that the outcome is due.
+pub async fn settle_latest_by_system(app: &AppState, txn: &DatabaseTransaction, order: Order, now: DateTime<Utc>) -> ApiResult<Order> {
+    let mut s = load_session(txn, order.id()).await?;
+    let (Some(claim_psbt), Some(claim_txid)) = (s.record.latest_claim_psbt.clone(), s.record.latest_claim_txid.clone()) else {
+        return Err(ApiError::conflict("NO_CLAIM", "the buyer signed no claim for this session"));
+    };
+    settle_latest(app, txn, order, &mut s, (&claim_psbt, &claim_txid), None, None, Actor::System, now).await
+}
+
+/// Settles every delivered metered session whose review window passed with
+/// the buyer's latest claim (the provider stopped acting), walking all of them
+/// a page at a time; one that fails never blocks the others.
 pub async fn settle_abandoned(app: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
     let mut settled = 0;
-    for record in agora_persistence::orders::orders_in_status(&app.db, &["Delivered"], 500).await? {
-        let order = Order::from_record(record)?;
-        if !order.is_metered() {
-            continue;
-        }
-        let EscrowState::Delivered { delivered_at, .. } = &order.state else { continue };
-        if now <= order.terms.deadlines().review_ends(*delivered_at) {
-            continue;
-        }
-        let txn = app.db.begin().await?;
-        let fresh = orders::load(&txn, order.id()).await?;
-        let Ok(mut s) = load_session(&txn, order.id()).await else { continue };
-        let (Some(claim_psbt), Some(claim_txid)) = (s.record.latest_claim_psbt.clone(), s.record.latest_claim_txid.clone()) else {
-            continue;
-        };
-        match settle_latest(app, &txn, fresh, &mut s, (&claim_psbt, &claim_txid), None, None, Actor::System, now).await {
-            Ok(_) => {
-                txn.commit().await?;
-                settled += 1;
-                tracing::info!(order.id = %order.id(), "abandoned metered session settled with the latest claim");
+    let mut after = None;
+    loop {
+        let page = agora_persistence::orders::orders_in_status_after(&app.db, &["Delivered"], after, 200).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for record in page {
+            let order = Order::from_record(record)?;
+            if !order.is_metered() {
+                continue;
             }
-            Err(e) => tracing::warn!(order.id = %order.id(), error = ?e, "abandoned session not settled; retrying later"),
+            let EscrowState::Delivered { delivered_at, .. } = &order.state else { continue };
+            if now <= order.terms.deadlines().review_ends(*delivered_at) {
+                continue;
+            }
+            if latest_claimed(&app.db, order.id()).await?.is_none() {
+                continue;
+            }
+            let txn = app.db.begin().await?;
+            let fresh = orders::load(&txn, order.id()).await?;
+            match settle_latest_by_system(app, &txn, fresh, now).await {
+                Ok(_) => {
+                    txn.commit().await?;
+                    settled += 1;
+                    tracing::info!(order.id = %order.id(), "abandoned metered session settled with the latest claim");
+                }
+                Err(e) => tracing::warn!(order.id = %order.id(), error = ?e, "abandoned session not settled; retrying later"),
+            }
         }
     }
     Ok(settled)

@@ -57,10 +57,12 @@ pub enum NotificationKind {
     UsageThreshold,
     /// A metered session crossed the buyer's highest threshold: top up or stop.
     DepositNearlyExhausted,
+    /// An automatic step of the service failed and is being retried.
+    ActionFailed,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 15] = [
+    pub const ALL: [NotificationKind; 16] = [
         NotificationKind::OrderPlaced,
         NotificationKind::Funded,
         NotificationKind::Delivered,
@@ -76,6 +78,7 @@ impl NotificationKind {
         NotificationKind::Escalated,
         NotificationKind::UsageThreshold,
         NotificationKind::DepositNearlyExhausted,
+        NotificationKind::ActionFailed,
     ];
 
     /// The stored code, stable across releases (also the GraphQL enum value).
@@ -96,6 +99,7 @@ impl NotificationKind {
             NotificationKind::Escalated => "ESCALATED",
             NotificationKind::UsageThreshold => "USAGE_THRESHOLD",
             NotificationKind::DepositNearlyExhausted => "DEPOSIT_NEARLY_EXHAUSTED",
+            NotificationKind::ActionFailed => "ACTION_FAILED",
         }
     }
 
@@ -265,6 +269,34 @@ pub async fn on_effects(
         }
     }
     write_all(app, txn, out, now).await
+}
+
+/// Tells buyer and provider, in `txn`, that an automatic step of their order
+/// failed (`detail` says which and why); once per distinct failure.
+pub async fn notify_parties(
+    _app: &AppState,
+    txn: &DatabaseTransaction,
+    order: &Order,
+    subject: &str,
+    detail: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    for user_id in [order.record.buyer_id, order.record.provider_id] {
+        enqueue(
+            txn,
+            NewNotification {
+                user_id,
+                kind: NotificationKind::ActionFailed,
+                subject: subject.to_owned(),
+                body: format!("Order {}: {detail}. Agora keeps trying; nothing is lost.", order.id()),
+                order_id: Some(order.id()),
+                dispute_id: None,
+            },
+            now,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Tells buyer and provider about a new order. Call it in the transaction

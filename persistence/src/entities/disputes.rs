@@ -26,6 +26,7 @@ pub struct Model {
     pub appeal_by: Option<DateTimeUtc>,
     pub appealed_at: Option<DateTimeUtc>,
     pub appealed_by: Option<String>,
+    pub decision_escalated_at: Option<DateTimeUtc>,
     pub version: i32,
     pub updated_at: DateTimeUtc,
 }
