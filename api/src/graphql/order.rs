@@ -289,8 +289,9 @@ pub struct ChainStatusGql {
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum StrayDepositStatus {
-    /// Waiting for the confirmations the order requires.
-    Unconfirmed,
+    /// Waiting for the confirmations the order requires; its refund is
+    /// prepared with the next block after that.
+    Pending,
     /// The refund is co-signed by the marketplace; the buyer signs it
     /// (`submitStrayRefundSignature`).
     RefundToSign,
@@ -337,7 +338,7 @@ fn stray_gql(index: usize, s: &crate::orders::bitcoin::StrayDeposit) -> StrayDep
         StrayDepositStatus::Dust
     } else {
         match &s.refund {
-            None => StrayDepositStatus::Unconfirmed,
+            None => StrayDepositStatus::Pending,
             Some(r) if r.final_tx.is_some() => StrayDepositStatus::RefundSigned,
             Some(_) => StrayDepositStatus::RefundToSign,
         }
