@@ -240,6 +240,8 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
         }
         let mut applied = 0usize;
         let now = self.app.clock.now();
+        // Orders that received outputs in this block: any may have new strays.
+        let received: std::collections::HashSet<Uuid> = outputs.keys().copied().collect();
         for order in &list.orders {
             let id = order.id();
             let Some(btc) = btc_of(order) else { continue };
@@ -342,7 +344,8 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
         }
         // Strays deep enough get their refund prepared and co-signed.
         for order in &list.orders {
-            if btc_of(order).is_some_and(|b| b.strays.iter().any(|s| s.refund.is_none() && !s.dust && s.spent_by.is_none())) {
+            let pending = btc_of(order).is_some_and(|b| b.strays.iter().any(|s| s.refund.is_none() && !s.dust && s.spent_by.is_none()));
+            if pending || received.contains(&order.id()) {
                 if let Err(e) = crate::orders::strays::prepare_refunds(&self.app, &txn, order.id(), height).await {
                     tracing::warn!(order.id = %order.id(), error = ?e, "stray refund not prepared");
                 }
