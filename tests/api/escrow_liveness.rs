@@ -210,6 +210,36 @@ async fn a_spend_agora_did_not_prepare_settles_the_order_from_the_chain(backend:
     assert_eq!(full(&app, &order, &p.buyer.access_token).await["history"].as_array().unwrap().len(), rows);
 }
 
+async fn payouts_take_the_chains_fee_estimate_within_the_configured_bounds(backend: Backend) {
+    let app = chain_app(backend).await;
+    let chains = app.chains();
+    let watcher = BitcoinWatcher::new(app.state.clone(), rpc(&app));
+    catch_up(&watcher).await;
+    let p = listing_parties(&app).await;
+    chains.bitcoin.set_fee_rate(25);
+    watcher.refresh_fee_rate().await;
+    let order = place(&app, &p).await;
+    chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let funded = full(&app, &order, &p.buyer.access_token).await;
+    assert_eq!(funded["chainStatus"]["payoutFeeRateSatVb"], 25, "fixed when the funding was accepted");
+    // A later spike does not change this escrow's payouts (a claim the buyer
+    // signed stays the payout built from it) and is clamped for new ones.
+    chains.bitcoin.set_fee_rate(1_000_000);
+    watcher.refresh_fee_rate().await;
+    assert_eq!(app.state.bitcoin.fees.current(), 500, "bitcoin.fee_rate_max_sat_vb");
+    action(&app, "markDelivered", &order, &p.provider.access_token).await.ok();
+    let releasing = action(&app, "releaseFunds", &order, &p.buyer.access_token).await.ok()["releaseFunds"]["order"].clone();
+    let fee = sats(&releasing["payout"]["breakdown"]["networkFee"]);
+    let tx = bitcoin::psbt::Psbt::deserialize(
+        &bitcoin::base64::Engine::decode(&bitcoin::base64::engine::general_purpose::STANDARD, releasing["payout"]["psbt"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let vsize_estimate = fee / 25;
+    assert!(fee % 25 == 0 && vsize_estimate > 100 && vsize_estimate < 400, "fee {fee} at 25 sat/vB for {} inputs", tx.inputs.len());
+}
+
 /// A funded, delivered order on the fake chain, with short periods.
 async fn quick_app(backend: Backend) -> TestApp {
     TestApp::spawn_with(backend, |s| {
@@ -371,4 +401,5 @@ for_both_backends!(
     an_appeal_nobody_decides_leaves_the_first_decision_standing,
     the_timelock_covers_arbitration_and_follows_the_chains_pace,
     one_order_that_cannot_be_paid_out_does_not_block_the_others,
+    payouts_take_the_chains_fee_estimate_within_the_configured_bounds,
 );
