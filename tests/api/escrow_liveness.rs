@@ -29,7 +29,7 @@ const CHAIN_STATUS: &str = "query($id: ID!) { order(id: $id) { status fundedAmou
     arbitratorSignatures { rule outcome txid }
     chainStatus { payoutFeeRateSatVb timelockOpensAtHeight serviceActsByHeight
         strayDeposits { index txid vout amount status refundPsbt refundTxid refundAmount spentBy }
-        otherSpend { txid paid { role amount } } }
+        otherSpend { txid paid { role amount } } feeBumps { replacedTxid fromSatVb toSatVb at } }
     history { event detail } } }";
 
 async fn full(app: &TestApp, order: &Value, token: &str) -> Value {
@@ -240,6 +240,55 @@ async fn payouts_take_the_chains_fee_estimate_within_the_configured_bounds(backe
     assert!(fee % 25 == 0 && vsize_estimate > 100 && vsize_estimate < 400, "fee {fee} at 25 sat/vB for {} inputs", tx.inputs.len());
 }
 
+async fn a_payout_stuck_while_fees_rise_is_replaced_at_the_new_rate(backend: Backend) {
+    let app = chain_app(backend).await;
+    let chains = app.chains();
+    let watcher = BitcoinWatcher::new(app.state.clone(), rpc(&app));
+    catch_up(&watcher).await;
+    let p = listing_parties(&app).await;
+    chains.bitcoin.set_fee_rate(2);
+    watcher.refresh_fee_rate().await;
+    let order = place(&app, &p).await;
+    chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    action(&app, "markDelivered", &order, &p.provider.access_token).await.ok();
+    // The review window passes: the marketplace co-signs the release; the provider signs.
+    app.clock.advance(Duration::hours(2));
+    assert_eq!(sweep(&app).await, 1);
+    let releasing = full(&app, &order, &p.provider.access_token).await;
+    let first_txid = releasing["payout"]["txid"].as_str().unwrap().to_owned();
+    let escrow = releasing["bitcoinEscrow"].clone();
+    submit(&app, &order, &p.provider_wallet.sign(&escrow, releasing["payout"]["psbt"].as_str().unwrap()), &p.provider.access_token).await.ok();
+    assert_eq!(watcher.broadcast_pending().await.unwrap(), 1);
+    // Fees rise; not yet long enough to call it stuck.
+    chains.bitcoin.set_fee_rate(20);
+    watcher.refresh_fee_rate().await;
+    assert_eq!(watcher.bump_stuck_payouts().await.unwrap(), 0);
+    app.clock.advance(agora_api::watcher::bitcoin::BUMP_AFTER + Duration::seconds(1));
+    assert_eq!(watcher.bump_stuck_payouts().await.unwrap(), 1);
+    let bumped = full(&app, &order, &p.provider.access_token).await;
+    let bump = &bumped["chainStatus"]["feeBumps"][0];
+    assert_eq!(bump["replacedTxid"], first_txid);
+    assert_eq!((bump["fromSatVb"].as_u64(), bump["toSatVb"].as_u64()), (Some(2), Some(20)));
+    assert_ne!(bumped["payout"]["txid"], first_txid);
+    assert_eq!(bumped["payout"]["signedBy"], json!(["MARKETPLACE"]), "re-signed through the gate; the provider signs again");
+    assert_eq!(rules(&bumped), vec!["review_window_passed".to_owned(), "review_window_passed".to_owned()]);
+    let fee = sats(&bumped["payout"]["breakdown"]["networkFee"]);
+    assert!(fee > 10 * sats(&releasing["payout"]["breakdown"]["networkFee"]) / 2, "at the new rate: {fee}");
+    assert_eq!(watcher.bump_stuck_payouts().await.unwrap(), 0, "bumped once");
+    submit(&app, &order, &p.provider_wallet.sign(&escrow, bumped["payout"]["psbt"].as_str().unwrap()), &p.provider.access_token).await.ok();
+    watcher.broadcast_pending().await.unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let settled = full(&app, &order, &p.provider.access_token).await;
+    assert_eq!(settled["status"], "SETTLED", "{}", settled["history"]);
+    let txid = settled["settlement"]["txid"].as_str().unwrap().to_owned();
+    assert!(txid == first_txid || json!(txid) == bumped["payout"]["txid"], "one of the two confirmed");
+    let to_provider: u64 = settled["settlement"]["paid"].as_array().unwrap().iter().filter(|o| o["role"] == "provider").map(|o| sats(&o["amount"])).sum();
+    assert!(to_provider > 40_000, "the provider is paid either way: {}", settled["settlement"]);
+}
+
 /// A funded, delivered order on the fake chain, with short periods.
 async fn quick_app(backend: Backend) -> TestApp {
     TestApp::spawn_with(backend, |s| {
@@ -402,4 +451,5 @@ for_both_backends!(
     the_timelock_covers_arbitration_and_follows_the_chains_pace,
     one_order_that_cannot_be_paid_out_does_not_block_the_others,
     payouts_take_the_chains_fee_estimate_within_the_configured_bounds,
+    a_payout_stuck_while_fees_rise_is_replaced_at_the_new_rate,
 );

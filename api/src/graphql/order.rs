@@ -285,6 +285,17 @@ pub struct ChainStatusGql {
     pub service_acts_by_height: Option<u64>,
     /// A spend of the escrow Agora did not prepare, as the chain showed it.
     pub other_spend: Option<OtherSpendGql>,
+    /// Bitcoin: payouts replaced at a higher fee rate while they were stuck.
+    pub fee_bumps: Vec<FeeBumpGql>,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "FeeBump")]
+pub struct FeeBumpGql {
+    pub replaced_txid: String,
+    pub from_sat_vb: u64,
+    pub to_sat_vb: u64,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -808,6 +819,11 @@ impl OrderObject {
                         mined_at_height: o.mined_at,
                         paid: o.paid.iter().map(|(role, v)| PayoutOutputGql { role: role.clone(), amount: (*v).into() }).collect(),
                     }),
+                    fee_bumps: b
+                        .fee_bumps
+                        .iter()
+                        .map(|f| FeeBumpGql { replaced_txid: f.replaced_txid.to_string(), from_sat_vb: f.from_sat_vb, to_sat_vb: f.to_sat_vb, at: f.at })
+                        .collect(),
                 }
             }
             EscrowRecord::Xrpl(x) => {
@@ -828,6 +844,7 @@ impl OrderObject {
                     timelock_opens_at_height: None,
                     service_acts_by_height: None,
                     other_spend: None,
+                    fee_bumps: Vec::new(),
                 }
             }
         }
