@@ -158,10 +158,19 @@ async fn outputs_confirmed_in_different_blocks_are_reorged_each_on_its_own(backe
     assert_eq!(status(&app, &order, &p).await, "FUNDED");
     // The later block goes away with the second output: the order is no
     // longer funded (it was counted from the first output's block before).
+    let second_tx = chains.bitcoin.transaction(&second).unwrap();
     chains.bitcoin.reorg(1, &[second]).unwrap();
     catch_up(&watcher).await;
     assert_eq!(status(&app, &order, &p).await, "AWAITING_FUNDING");
     assert!(history(&app, &order, &p).await.contains("FundingReorged"));
+    // The first output is still counted: once the second confirms again, the
+    // order is funded with both.
+    chains.bitcoin.submit(&second_tx).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    assert_eq!(status(&app, &order, &p).await, "FUNDED");
+    let funded = full(&app, &order, &p.buyer.access_token).await;
+    assert_eq!(funded["fundedAmount"], "50000");
 }
 
 async fn a_spend_agora_did_not_prepare_settles_the_order_from_the_chain(backend: Backend) {

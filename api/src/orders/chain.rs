@@ -33,6 +33,10 @@ pub enum BitcoinChainEvent {
     /// holds it, as of chain height `tip`. Confirmations count per output.
     Outputs { utxos: Vec<StoredUtxo>, tip: u64 },
     FundingReorged,
+    /// Some funding outputs left the chain in a reorg; `remaining` are those
+    /// still in the chain. An order funded but not delivered goes back to
+    /// awaiting funding with them (and counts them when more arrive).
+    FundingLost { remaining: Vec<StoredUtxo> },
     PayoutBroadcast { txid: Txid },
     PayoutConfirmed { txid: Txid },
     PayoutReorged,
@@ -144,9 +148,18 @@ pub async fn apply_bitcoin_event(
             }
         }
         BitcoinChainEvent::Funding { .. } => return Err(ApiError::internal("funding shorthand not expanded")),
-        BitcoinChainEvent::FundingReorged => {
-            btc.funding.clear();
-            btc.confirmations = 0;
+        BitcoinChainEvent::FundingReorged | BitcoinChainEvent::FundingLost { .. } => {
+            let remaining = match event {
+                BitcoinChainEvent::FundingLost { remaining } => remaining,
+                _ => Vec::new(),
+            };
+            // Before delivery the order goes back to awaiting funding and
+            // keeps what is still on the chain; after it, the domain keeps the
+            // accepted funding (an operator looks; it usually confirms again).
+            if matches!(order.state, agora_domain::escrow::EscrowState::Funded { .. }) || !frozen {
+                btc.funding = remaining;
+                btc.confirmations = 0;
+            }
             EscrowEvent::FundingReorged
         }
         BitcoinChainEvent::PayoutBroadcast { txid } => EscrowEvent::PayoutBroadcast { txid: txid.to_string() },

@@ -184,7 +184,7 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                 update_btc(&self.app, &txn, order.id(), |b| {
                     // A stray output that left the chain is forgotten (it is
                     // found again if it confirms again); so is a foreign spend.
-                    b.strays.retain(|s| !s.utxo.height.is_some_and(|h| h > fork));
+                    b.strays.retain(|s| s.utxo.height.is_none_or(|h| h <= fork));
                     if b.other_spend.as_ref().is_some_and(|o| o.mined_at > fork) {
                         b.other_spend = None;
                     }
@@ -207,7 +207,9 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                 // Accepted funding left the chain: the domain decides (back to
                 // awaiting funding before delivery, an alert after).
                 let id = order.id();
-                if let Err(e) = apply_bitcoin_event(&self.app, &txn, id, BitcoinChainEvent::FundingReorged).await {
+                let remaining: Vec<StoredUtxo> =
+                    btc.funding.iter().copied().filter(|u| u.height.is_some_and(|uh| uh <= fork)).collect();
+                if let Err(e) = apply_bitcoin_event(&self.app, &txn, id, BitcoinChainEvent::FundingLost { remaining }).await {
                     tracing::warn!(order.id = %id, error = ?e, "funding reorg not applied");
                 }
             }
