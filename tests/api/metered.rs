@@ -899,6 +899,9 @@ mod xrpl_claims {
         let claim = next_claim(&app, &buyer, &order).await;
         submit(&app, &buyer, &order, &sign(&claim, BUYER_SEED)).await.ok();
         let close = format!("mutation($i: CloseSessionInput!) {{ closeSession(input: $i) {{ order {{ {FIELDS} }} }} }}");
+        // A PSBT is no XRPL signature: refused, not silently ignored.
+        let wrong = app.gql(&close, json!({"i": {"orderId": order["id"], "psbt": "cHNidP8="}}), Some(&provider.access_token)).await;
+        assert_refused(&wrong, "BAD_USER_INPUT", "WRONG_CHAIN");
         let closed = app.gql(&close, json!({"i": {"orderId": order["id"]}}), Some(&provider.access_token)).await.ok();
         let o = &closed["closeSession"]["order"];
         assert_eq!(o["payout"]["complete"], true, "{o}");
