@@ -104,21 +104,39 @@ impl Deadlines {
     /// chain timelock must be longer than this plus the settlement margin.
     pub fn longest_path(&self, placed_at: DateTime<Utc>) -> Duration {
         let until_delivery = (self.delivery_by - placed_at).max(Duration::zero());
-        [
+        longest(
             until_delivery,
             self.review_period,
-            self.dispute_response,
-            self.decision_period,
-            self.decision_period,
-            self.appeal_window,
-            self.appeal_decision_period,
-        ]
-        .into_iter()
-        .map(|d| d.max(Duration::zero()))
-        .fold(Duration::zero(), |total, d| {
-            total.checked_add(&d).unwrap_or(Duration::MAX)
-        })
+            &[
+                self.dispute_response,
+                self.decision_period,
+                self.decision_period,
+                self.appeal_window,
+                self.appeal_decision_period,
+            ],
+            self.release_signing_grace,
+        )
     }
+}
+
+/// Delivery, then the review window, then the longer of the two tails: a
+/// dispute opened at the window's last moment (`dispute_tail`, summed), or a
+/// release the buyer asked for at that moment and left unsigned through the
+/// grace.
+pub(crate) fn longest(
+    until_delivery: Duration,
+    review: Duration,
+    dispute_tail: &[Duration],
+    release_grace: Duration,
+) -> Duration {
+    let sum = |parts: &[Duration]| {
+        parts
+            .iter()
+            .map(|d| (*d).max(Duration::zero()))
+            .fold(Duration::zero(), |total, d| total.checked_add(&d).unwrap_or(Duration::MAX))
+    };
+    let tail = sum(dispute_tail).max(release_grace.max(Duration::zero()));
+    sum(&[until_delivery, review, tail])
 }
 
 /// Whether `deadline` has passed at `now` (strictly after it; see the module doc).

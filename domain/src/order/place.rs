@@ -56,19 +56,23 @@ impl OrderTiming {
     /// funding: the same path as [`Deadlines::longest_path`] for an order
     /// placed now, so a timelock sized from it always fits.
     pub fn longest_path(&self) -> Duration {
-        [
-            self.funding_window,
-            self.delivery_window,
+        let until_delivery = self
+            .funding_window
+            .max(Duration::zero())
+            .checked_add(&self.delivery_window.max(Duration::zero()))
+            .unwrap_or(Duration::MAX);
+        crate::escrow::deadlines::longest(
+            until_delivery,
             self.review_period,
-            self.dispute_response,
-            self.decision_period,
-            self.decision_period,
-            self.appeal_window,
-            self.appeal_decision_period,
-        ]
-        .into_iter()
-        .map(|d| d.max(Duration::zero()))
-        .fold(Duration::zero(), |total, d| total.checked_add(&d).unwrap_or(Duration::MAX))
+            &[
+                self.dispute_response,
+                self.decision_period,
+                self.decision_period,
+                self.appeal_window,
+                self.appeal_decision_period,
+            ],
+            self.release_signing_grace,
+        )
     }
 }
 
@@ -580,6 +584,45 @@ mod tests {
             place_order(input, now()),
             Err(PlaceOrderError::InvalidTiming { .. })
         ));
+    }
+
+    #[test]
+    fn the_timelock_must_cover_arbitration_and_appeal_not_only_the_response() {
+        // 8 days to delivery + 3 review + 2 response + 2 × 2 decision + 2 appeal
+        // + 2 appeal decision = 21 days; a 20-day timelock less a 3-day margin
+        // leaves 17: enough for the response alone, not for arbitration.
+        let mut input = input();
+        input.timing.timelock = Some(TimelockTiming {
+            timelock: ChainTimelock {
+                blocks: 2_880,
+                margin_blocks: 432,
+            },
+            block_interval: Duration::minutes(10),
+        });
+        assert!(matches!(
+            place_order(input.clone(), now()),
+            Err(PlaceOrderError::TimelockTooShort { .. })
+        ));
+        assert_eq!(input.timing.longest_path(), Duration::days(21));
+        let terms = {
+            let mut fits = input.clone();
+            fits.timing.timelock = Some(TimelockTiming {
+                timelock: ChainTimelock {
+                    blocks: 3_456,
+                    margin_blocks: 432,
+                },
+                block_interval: Duration::minutes(10),
+            });
+            place_order(fits, now()).unwrap()
+        };
+        assert_eq!(terms.deadlines().longest_path(now()), Duration::days(21));
+    }
+
+    #[test]
+    fn a_release_grace_longer_than_the_dispute_tail_sizes_the_timelock() {
+        let mut input = input();
+        input.timing.release_signing_grace = Duration::days(30);
+        assert_eq!(input.timing.longest_path(), Duration::days(8 + 3 + 30));
     }
 
     #[test]
