@@ -362,9 +362,11 @@ async fn arbitration_that_stalls_is_escalated_then_resolved_before_the_timelock(
     assert_eq!(ended["status"], "FINAL");
     assert_eq!(ended["decision"]["providerBps"], 0);
     let refunding = full(&app, &order, &p.buyer.access_token).await;
-    assert_eq!(refunding["status"], "SETTLING");
-    assert_eq!(rules(&refunding), vec!["arbitration_decision:0".to_owned()], "the marketplace co-signed the default");
-    assert_eq!(sats(&refunding["payout"]["breakdown"]["provider"]), 0);
+    assert_eq!(refunding["status"], "REFUNDING");
+    assert_eq!(rules(&refunding), vec!["arbitration_lapsed".to_owned()], "the marketplace co-signed the default");
+    let b = &refunding["payout"]["breakdown"];
+    assert_eq!((sats(&b["provider"]), sats(&b["arbitrationFee"])), (0, 0), "no fee for a decision nobody made");
+    assert_eq!(sats(&b["buyer"]) + sats(&b["networkFee"]), 50_000);
 }
 
 async fn an_appeal_nobody_decides_leaves_the_first_decision_standing(backend: Backend) {

@@ -651,6 +651,7 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
         }
     }
     let mut hand_over = false;
+    let mut lapsed = false;
     match overdue(&d, &order, now) {
         Overdue::None => {}
         Overdue::Reassign => {
@@ -683,9 +684,12 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
             d.decision_bps = Some(0);
             d.decided_at = Some(now);
             d.decided_by = None;
-            d.rationale = Some("No arbitrator decided in time: the escrow returns to the buyer, as its timelock would.".into());
+            d.rationale = Some(
+                "No arbitrator decided in time: the escrow returns to the buyer, as its timelock would, without an arbitration fee."
+                    .into(),
+            );
             touched = true;
-            hand_over = true;
+            lapsed = true;
         }
         Overdue::Finalize => {
             d.status = "final".into();
@@ -708,7 +712,11 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
     }
     bump(&mut d, now);
     save(&txn, &d).await?;
-    if hand_over {
+    if lapsed {
+        // No decision: a refund without an arbitration fee (the domain checks
+        // that the decision and escalation deadlines both passed).
+        orders::transition(app, &txn, order, Actor::System, &EscrowEvent::ArbitrationLapsed, now).await?;
+    } else if hand_over {
         hand_to_escrow(app, &txn, &d, order, now).await?;
     }
     txn.commit().await?;

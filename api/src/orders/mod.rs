@@ -166,6 +166,7 @@ pub(crate) fn rule_name(rule: SigningRule) -> String {
     match rule {
         SigningRule::UnsignedRelease => "unsigned_release".into(),
         SigningRule::StrayRefund { amount } => format!("stray_refund:{amount}"),
+        SigningRule::ArbitrationLapsed => "arbitration_lapsed".into(),
         SigningRule::MutualCancel => "mutual_cancel".into(),
         SigningRule::ReviewWindowPassed => "review_window_passed".into(),
         SigningRule::DeliveryDeadlinePassed => "delivery_deadline_passed".into(),

@@ -50,9 +50,11 @@ pub fn classify(state: &EscrowState, funding: &[Deposit], strays: &[Deposit], se
             new_strays,
         };
     }
+    // A known stray stays a stray, even if a reorg unfroze the funding: it is
+    // already being refunded and must never be spent twice.
     let mut all: Vec<Deposit> = funding.to_vec();
     for d in seen {
-        if !all.iter().any(|k| k.id == d.id) {
+        if !all.iter().any(|k| k.id == d.id) && !strays.iter().any(|s| s.id == d.id) {
             all.push(d.clone());
         }
     }

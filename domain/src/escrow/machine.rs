@@ -88,6 +88,9 @@ pub enum EscrowEvent {
     /// The buyer released the funds but has not signed the release within
     /// the grace period: the marketplace co-signs it with the provider.
     ReleaseSigningOverdue,
+    /// A dispute's decision deadline and its escalation both passed without
+    /// a decision: the escrow is refunded.
+    ArbitrationLapsed,
     // Chain (the watcher).
     /// The escrow holds `amount` in total; the least-confirmed funding has
     /// `confirmations`; the earliest funding is in block `funding_height`.
@@ -143,7 +146,8 @@ impl EscrowEvent {
             EscrowEvent::FundingDeadlinePassed
             | EscrowEvent::DeliveryDeadlinePassed
             | EscrowEvent::ReviewWindowElapsed
-            | EscrowEvent::ReleaseSigningOverdue => SYSTEM,
+            | EscrowEvent::ReleaseSigningOverdue
+            | EscrowEvent::ArbitrationLapsed => SYSTEM,
             EscrowEvent::FundingSeen { .. }
             | EscrowEvent::FundingReorged
             | EscrowEvent::PayoutBroadcast { .. }
@@ -170,6 +174,7 @@ impl EscrowEvent {
             EscrowEvent::DeliveryDeadlinePassed => "DeliveryDeadlinePassed",
             EscrowEvent::ReviewWindowElapsed => "ReviewWindowElapsed",
             EscrowEvent::ReleaseSigningOverdue => "ReleaseSigningOverdue",
+            EscrowEvent::ArbitrationLapsed => "ArbitrationLapsed",
             EscrowEvent::FundingSeen { .. } => "FundingSeen",
             EscrowEvent::FundingReorged => "FundingReorged",
             EscrowEvent::PayoutBroadcast { .. } => "PayoutBroadcast",
@@ -687,6 +692,19 @@ fn step(
             _ => Err(wrong_state()),
         },
 
+        EscrowEvent::ArbitrationLapsed => match state {
+            S::Disputed {
+                funding, opened_at, ..
+            } => {
+                let lapses = super::deadlines::add(deadlines.decide_by(*opened_at), deadlines.decision_period);
+                if !passed(now, lapses) {
+                    return Err(EscrowError::DeadlineNotReached { deadline: lapses });
+                }
+                Ok(pay_out(funding, PayoutBasis::ArbitrationLapsed { at: now }, ctx))
+            }
+            _ => Err(wrong_state()),
+        },
+
         EscrowEvent::ReleaseSigningOverdue => match state {
             S::PayingOut { payout, .. } => {
                 let PayoutBasis::BuyerReleased { at } = payout.basis else {
@@ -1083,4 +1101,28 @@ fn arbitrator_may_sign(state: &EscrowState, outcome: Outcome, ctx: &Context) -> 
     may_arbitrator_sign(state, outcome, ctx)
         .ok()
         .map(|rule| Effect::ArbitratorMaySign { outcome, rule })
+}
+
+#[cfg(test)]
+mod lapse_tests {
+    use super::*;
+    use crate::escrow::tests::{funded, hours, ok};
+
+    #[test]
+    fn a_dispute_nobody_decides_is_refunded_without_an_arbitration_fee() {
+        let opened = ok(&funded(), EscrowEvent::OpenDispute, Actor::Buyer, hours(10));
+        // Response 2 days + decision 3 days + escalation 3 days after hour 10.
+        let lapses = hours(10 + 48 + 72 + 72);
+        let early = apply(&opened.state, &EscrowEvent::ArbitrationLapsed, &crate::escrow::tests::ctx(Actor::System, lapses));
+        assert!(matches!(early, Err(EscrowError::DeadlineNotReached { .. })), "{early:?}");
+        let t = ok(&opened.state, EscrowEvent::ArbitrationLapsed, Actor::System, lapses + chrono::Duration::seconds(1));
+        let EscrowState::PayingOut { payout, .. } = &t.state else { panic!("{:?}", t.state) };
+        assert_eq!(payout.outcome(), Outcome::Refund);
+        let b = payout.plan.breakdown(300).unwrap();
+        assert_eq!(b.arbitration_fee, 0);
+        assert_eq!(b.provider, 0);
+        assert!(t.effects.iter().any(|e| matches!(e, Effect::ArbitratorMaySign { rule: SigningRule::ArbitrationLapsed, .. })));
+        let by_arbitrator = apply(&opened.state, &EscrowEvent::ArbitrationLapsed, &crate::escrow::tests::ctx(Actor::Arbitrator, lapses));
+        assert!(matches!(by_arbitrator, Err(EscrowError::WrongActor { .. })));
+    }
 }

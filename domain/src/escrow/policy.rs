@@ -7,6 +7,8 @@
 //! - the delivery deadline passed without a delivery → refund (this also
 //!   covers funds that reached an expired order: nothing was delivered);
 //! - a recorded arbitration decision → exactly that split;
+//! - no decision in time even after escalation → refund (the state machine
+//!   checked the deadline when it prepared the payout);
 //! - a provider's settlement that pays at most the buyer's latest valid claim,
 //!   when the provider asked the marketplace to complete it.
 //!
@@ -42,6 +44,8 @@ pub enum SigningRule {
     /// Funds that reached the escrow outside its accepted funding, returned
     /// to the buyer (`amount` after the network fee).
     StrayRefund { amount: u64 },
+    /// No decision came in time, even after escalation: a refund.
+    ArbitrationLapsed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +146,7 @@ pub fn may_arbitrator_sign(
         PayoutBasis::ArbitrationDecision { provider_bps, .. } => {
             Ok(SigningRule::ArbitrationDecision { provider_bps })
         }
+        PayoutBasis::ArbitrationLapsed { .. } => Ok(SigningRule::ArbitrationLapsed),
         PayoutBasis::ClaimSettled {
             claimed,
             latest_claim,

@@ -158,6 +158,10 @@ pub enum PayoutBasis {
     },
     /// Funds arrived after the order expired; they go back to the buyer.
     LateFunds,
+    /// No arbitrator decided the dispute in time, even after escalation: the
+    /// escrow returns to the buyer, as its timelock would, without an
+    /// arbitration fee.
+    ArbitrationLapsed { at: DateTime<Utc> },
     /// The provider settles a metered session with the buyer's latest valid
     /// claim: `claimed` (gross) to the provider, the rest back to the buyer.
     /// `latest_claim` is the cumulative amount of the buyer's latest claim the
@@ -183,7 +187,8 @@ impl PayoutBasis {
             | PayoutBasis::ClaimSettled { .. } => Outcome::Release,
             PayoutBasis::DeliveryDeadlinePassed
             | PayoutBasis::MutualCancel { .. }
-            | PayoutBasis::LateFunds => Outcome::Refund,
+            | PayoutBasis::LateFunds
+            | PayoutBasis::ArbitrationLapsed { .. } => Outcome::Refund,
             PayoutBasis::ArbitrationDecision { provider_bps, .. } => {
                 Outcome::Split { provider_bps }
             }

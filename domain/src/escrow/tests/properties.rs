@@ -34,7 +34,8 @@ fn permitted(event: &EscrowEvent) -> &'static [Actor] {
         E::FundingDeadlinePassed
         | E::DeliveryDeadlinePassed
         | E::ReviewWindowElapsed
-        | E::ReleaseSigningOverdue => &[Actor::System],
+        | E::ReleaseSigningOverdue
+        | E::ArbitrationLapsed => &[Actor::System],
         E::FundingSeen { .. }
         | E::FundingReorged
         | E::PayoutBroadcast { .. }

@@ -64,6 +64,12 @@ fn paying(basis: PayoutBasis) -> EscrowState {
             Actor::Arbitrator,
             hours(100),
         ),
+        PayoutBasis::ArbitrationLapsed { .. } => ok(
+            &disputed(),
+            EscrowEvent::ArbitrationLapsed,
+            Actor::System,
+            hours(10_000),
+        ),
         PayoutBasis::ClaimSettled {
             claimed,
             latest_claim,
