@@ -41,6 +41,8 @@ const MAX_REORG: u64 = 6;
 /// The most network fee a stray refund may pay.
 const MAX_STRAY_FEE: u64 = 5_000;
 const ESCROWS: usize = 3;
+/// No output smaller than the dust limit is relayed, so none reaches an escrow.
+const DUST: u64 = 546;
 /// The network fee the metering layer keeps free of claims.
 const CLAIM_FEE_RESERVE: u64 = 2_000;
 
@@ -49,10 +51,9 @@ fn height_at(now: DateTime<Utc>) -> u64 {
     BASE_HEIGHT + u64::try_from(blocks).unwrap()
 }
 
-/// The test's terms, with the timelock sized from the longest path as the
+/// `terms` with the timelock sized from its longest path as the
 /// application sizes it: placed at `t0`.
-fn model_terms() -> EscrowTerms {
-    let mut terms = terms();
+fn sized(mut terms: EscrowTerms) -> EscrowTerms {
     let longest = terms.deadlines.longest_path(t0());
     let blocks =
         timelock_blocks_for(longest, Duration::minutes(BLOCK_MINUTES), MARGIN_BLOCKS, 65_535)
@@ -109,8 +110,27 @@ struct Audit {
     stray: Option<StrayRefund>,
 }
 
+/// An escrow's periods, in hours: review, dispute response, decision,
+/// appeal window, appeal decision, release signing grace.
+type Periods = [i64; 6];
+
+const DEFAULT_PERIODS: Periods = [72, 48, 72, 72, 72, 24];
+
+fn terms_with(periods: Periods) -> EscrowTerms {
+    let mut t = terms();
+    let [review, response, decision, appeal, appeal_decision, grace] = periods.map(Duration::hours);
+    t.deadlines.review_period = review;
+    t.deadlines.dispute_response = response;
+    t.deadlines.decision_period = decision;
+    t.deadlines.appeal_window = appeal;
+    t.deadlines.appeal_decision_period = appeal_decision;
+    t.deadlines.release_signing_grace = grace;
+    sized(t)
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Spec {
+    periods: Periods,
     metered: bool,
     /// The party that stops acting forever from this step on.
     silent: Option<(Party, usize)>,
@@ -597,7 +617,7 @@ impl World {
             escrows: specs
                 .iter()
                 .enumerate()
-                .map(|(i, s)| Esc::new(i, *s, model_terms()))
+                .map(|(i, s)| Esc::new(i, *s, terms_with(s.periods)))
                 .collect(),
             audit: Vec::new(),
             step: 0,
@@ -951,7 +971,7 @@ fn run(specs: &[Spec], opening: &[Step], steps: &[Step], exclude_known_strays: b
                 Act::Party { party: Party::Provider, act: PartyAct::Sign },
                 Act::Broadcast { fee },
                 Act::Include,
-                Act::RefundStrays { fee: 200 },
+                Act::RefundStrays { fee: 100 },
             ] {
                 world.act(&Step { escrow, act, minutes: 0 })?;
                 world.watch_all()?;
@@ -1008,8 +1028,8 @@ fn act() -> impl Strategy<Value = Act> {
         Just(DUE / 2),
         Just(DUE / 3),
         Just(DUE + 1_000),
-        Just(546u64),
-        1..=DUE,
+        Just(DUST),
+        DUST..=DUE,
     ];
     prop_oneof![
         4 => value.prop_map(|value| Act::Deposit { value }),
@@ -1032,13 +1052,30 @@ fn step() -> impl Strategy<Value = Step> {
         .prop_map(|(escrow, act, minutes)| Step { escrow, act, minutes })
 }
 
+/// Random periods. The release signing grace stays within the dispute tail
+/// (response, two decisions, appeal window and decision): `longest_path`
+/// does not count it, see the ignored test
+/// `a_release_signing_grace_longer_than_the_dispute_tail_outlasts_the_timelock`.
+fn periods() -> impl Strategy<Value = Periods> {
+    (1i64..=96, 1i64..=72, 1i64..=96, 0i64..=72, 1i64..=72, 0.0f64..=1.0).prop_map(
+        |(review, response, decision, appeal, appeal_decision, grace)| {
+            let tail = response + 2 * decision + appeal + appeal_decision;
+            #[allow(clippy::cast_possible_truncation)]
+            let grace = ((tail as f64) * grace) as i64;
+            [review, response, decision, appeal, appeal_decision, grace.max(1)]
+        },
+    )
+}
+
 fn spec(steps: usize) -> impl Strategy<Value = Spec> {
     (
+        prop_oneof![1 => Just(DEFAULT_PERIODS), 3 => periods()],
         any::<bool>(),
         prop::option::weighted(0.7, (party(), 0..steps)),
         prop::option::weighted(0.4, 0..steps),
     )
-        .prop_map(|(metered, silent, arbitrator_silent_from)| Spec {
+        .prop_map(|(periods, metered, silent, arbitrator_silent_from)| Spec {
+            periods,
             metered,
             silent,
             arbitrator_silent_from,
@@ -1053,7 +1090,7 @@ fn opening() -> impl Strategy<Value = Vec<Step>> {
         2 => Just(DUE / 2),
         1 => Just(DUE / 3 + 1),
         1 => Just(DUE + 2_500),
-        1 => 1..=DUE,
+        1 => DUST..=DUE,
     ];
     let per_escrow = (0..ESCROWS).map(move |escrow| {
         prop::collection::vec((value.clone(), any::<bool>(), 0i64..=90), 0..=3).prop_map(move |parts| {
@@ -1106,7 +1143,7 @@ proptest! {
 // ---------------------------------------------------------------- mutants
 
 fn funded_esc() -> (World, usize) {
-    let spec = Spec { metered: false, silent: None, arbitrator_silent_from: None };
+    let spec = Spec { periods: DEFAULT_PERIODS, metered: false, silent: None, arbitrator_silent_from: None };
     let mut w = World::new(&[spec], true);
     w.act(&Step { escrow: 0, act: Act::Deposit { value: DUE }, minutes: 0 }).unwrap();
     w.act(&Step { escrow: 0, act: Act::Include, minutes: 0 }).unwrap();
@@ -1247,7 +1284,7 @@ fn mutant_a_signature_outside_the_rules_is_caught() {
 #[test]
 #[ignore = "finding: classify merges known strays into an unfrozen funding after a reorg of Funded"]
 fn a_reorg_of_funded_merges_known_strays_into_the_funding() {
-    let spec = Spec { metered: false, silent: None, arbitrator_silent_from: None };
+    let spec = Spec { periods: DEFAULT_PERIODS, metered: false, silent: None, arbitrator_silent_from: None };
     let mut w = World::new(&[spec], false);
     let go = |w: &mut World, minutes: i64, act: Act| -> Result<(), String> {
         let target = w.now + Duration::minutes(minutes);
@@ -1268,4 +1305,39 @@ fn a_reorg_of_funded_merges_known_strays_into_the_funding() {
     // the known stray among them.
     let result = go(&mut w, 1, Act::Include);
     assert_eq!(result, Ok(()), "the stray was merged into the funding");
+}
+
+/// Finding: `Deadlines::longest_path` (and `OrderTiming::longest_path`) do
+/// not count the release signing grace, and placing an order only checks it
+/// is positive. A buyer who releases at the last moment of the review window
+/// and never signs leaves the marketplace's co-signature due `grace` after
+/// the review window; with a grace longer than the dispute tail (response,
+/// two decisions, appeal window, appeal decision) that is past the timelock
+/// margin, and the buyer can take back the funds it released through the
+/// refund path. Harmless with the default settings (24 h against 14 days).
+#[test]
+#[ignore = "finding: the timelock is not sized for a release signing grace longer than the dispute tail"]
+fn a_release_signing_grace_longer_than_the_dispute_tail_outlasts_the_timelock() {
+    let spec = Spec {
+        // The tail is 2 + 3 + 3 + 3 + 3 = 14 days; the grace 15 days.
+        periods: [72, 48, 72, 72, 72, 15 * 24],
+        metered: false,
+        silent: Some((Party::Buyer, 1)),
+        arbitrator_silent_from: None,
+    };
+    let mut w = World::new(&[spec], true);
+    w.act(&Step { escrow: 0, act: Act::Deposit { value: DUE }, minutes: 0 }).unwrap();
+    w.act(&Step { escrow: 0, act: Act::Include, minutes: 0 }).unwrap();
+    w.advance_to(t0() + Duration::minutes(BLOCK_MINUTES * 4)).unwrap();
+    w.watch_all().unwrap();
+    let d = w.escrows[0].terms.deadlines;
+    // The provider delivers at the last moment, the buyer releases at the
+    // last moment of the review window, then is silent.
+    w.advance_to(d.delivery_by).unwrap();
+    w.party(0, Party::Provider, PartyAct::Deliver).unwrap();
+    w.advance_to(d.review_ends(d.delivery_by)).unwrap();
+    w.party(0, Party::Buyer, PartyAct::Release).unwrap();
+    w.step = 1;
+    assert_eq!(w.escrows[0].state.name(), "Releasing");
+    assert_eq!(check_liveness(&w.escrows[0], w.now, Party::Buyer), Ok(()));
 }
