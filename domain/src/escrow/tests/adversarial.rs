@@ -55,9 +55,13 @@ fn height_at(now: DateTime<Utc>) -> u64 {
 /// application sizes it: placed at `t0`.
 fn sized(mut terms: EscrowTerms) -> EscrowTerms {
     let longest = terms.deadlines.longest_path(t0());
-    let blocks =
-        timelock_blocks_for(longest, Duration::minutes(BLOCK_MINUTES), MARGIN_BLOCKS, 65_535)
-            .unwrap();
+    let blocks = timelock_blocks_for(
+        longest,
+        Duration::minutes(BLOCK_MINUTES),
+        MARGIN_BLOCKS,
+        65_535,
+    )
+    .unwrap();
     terms.deadlines.timelock = Some(ChainTimelock {
         blocks,
         margin_blocks: MARGIN_BLOCKS,
@@ -200,7 +204,9 @@ impl Esc {
     }
 
     fn arbitrator_silent(&self, step: usize) -> bool {
-        self.spec.arbitrator_silent_from.is_some_and(|from| step >= from)
+        self.spec
+            .arbitrator_silent_from
+            .is_some_and(|from| step >= from)
     }
 
     fn ctx(&self, actor: Actor, now: DateTime<Utc>) -> Context {
@@ -342,9 +348,11 @@ impl Esc {
         };
         use EscrowState as S;
         match &self.state {
-            S::AwaitingFunding { .. } => {
-                Some((d.funding_by, EscrowEvent::FundingDeadlinePassed, Actor::System))
-            }
+            S::AwaitingFunding { .. } => Some((
+                d.funding_by,
+                EscrowEvent::FundingDeadlinePassed,
+                Actor::System,
+            )),
             S::Funded { .. }
             | S::Cancelling {
                 delivered_at: None, ..
@@ -368,15 +376,25 @@ impl Esc {
                     // Escalated after `decide_by`; the second arbitrator has
                     // `decision_period` more; then the default.
                     (None, _) => (
-                        crate::escrow::deadlines::add(d.decide_by(track.opened_at), d.decision_period),
+                        crate::escrow::deadlines::add(
+                            d.decide_by(track.opened_at),
+                            d.decision_period,
+                        ),
                         BasisPoints::ZERO,
                     ),
-                    (Some((bps, at)), None) => (crate::escrow::deadlines::add(at, d.appeal_window), bps),
-                    (Some((bps, _)), Some(appealed)) => {
-                        (crate::escrow::deadlines::add(appealed, d.appeal_decision_period), bps)
+                    (Some((bps, at)), None) => {
+                        (crate::escrow::deadlines::add(at, d.appeal_window), bps)
                     }
+                    (Some((bps, _)), Some(appealed)) => (
+                        crate::escrow::deadlines::add(appealed, d.appeal_decision_period),
+                        bps,
+                    ),
                 };
-                Some((due, EscrowEvent::Decide { provider_bps: bps }, Actor::Arbitrator))
+                Some((
+                    due,
+                    EscrowEvent::Decide { provider_bps: bps },
+                    Actor::Arbitrator,
+                ))
             }
             S::PayingOut { payout, .. } if !self.sigs.marketplace => match payout.basis {
                 PayoutBasis::BuyerReleased { at } if !self.overdue_sent => Some((
@@ -457,7 +475,10 @@ fn check_conservation(e: &Esc) -> Result<(), String> {
     }
     if let Some(frozen) = &e.frozen {
         if *frozen != e.funding {
-            return fail(format!("the frozen funding changed: {frozen:?} → {:?}", e.funding));
+            return fail(format!(
+                "the frozen funding changed: {frozen:?} → {:?}",
+                e.funding
+            ));
         }
     }
     let frozen_sum: u64 = e.frozen.iter().flatten().map(|d| d.value).sum();
@@ -472,21 +493,31 @@ fn check_conservation(e: &Esc) -> Result<(), String> {
     if let EscrowState::PayingOut { payout, .. } = &e.state {
         let funded = payout.plan.funded().minor();
         if funded != frozen_sum {
-            return fail(format!("the plan spends {funded}, the accepted funding is {frozen_sum}"));
+            return fail(format!(
+                "the plan spends {funded}, the accepted funding is {frozen_sum}"
+            ));
         }
         let fees = [0, 1, 546, 10_000, funded / 2, funded.saturating_sub(1)];
         for fee in fees.into_iter().chain(e.tx.as_ref().map(|t| t.fee)) {
             if let Ok(b) = payout.plan.breakdown(fee) {
-                if b.total() != funded || b.buyer < payout.plan.excess_to_buyer().min(funded - fee) {
+                if b.total() != funded || b.buyer < payout.plan.excess_to_buyer().min(funded - fee)
+                {
                     return fail(format!("breakdown at fee {fee} is {b:?} for {funded}"));
                 }
             }
         }
     }
     for (ids, total, to_buyer) in &e.refunded {
-        let sum: u64 = e.strays.iter().filter(|d| ids.contains(&d.id)).map(|d| d.value).sum();
+        let sum: u64 = e
+            .strays
+            .iter()
+            .filter(|d| ids.contains(&d.id))
+            .map(|d| d.value)
+            .sum();
         if sum != *total || to_buyer > total || total - to_buyer > MAX_STRAY_FEE {
-            return fail(format!("stray refund {ids:?} paid {to_buyer} of {total} (held {sum})"));
+            return fail(format!(
+                "stray refund {ids:?} paid {to_buyer} of {total} (held {sum})"
+            ));
         }
         if ids.iter().any(|id| e.funding.iter().any(|d| &d.id == id)) {
             return fail("a stray refund spent accepted funding".into());
@@ -496,7 +527,11 @@ fn check_conservation(e: &Esc) -> Result<(), String> {
         let by_payout = e.frozen.iter().flatten().any(|d| d.id == o.id) && e.state.is_settled();
         let by_refund = e.refunded.iter().any(|(ids, ..)| ids.contains(&o.id));
         if by_payout == by_refund {
-            return fail(format!("output {} spent by {} transactions", o.id, u8::from(by_payout) + u8::from(by_refund)));
+            return fail(format!(
+                "output {} spent by {} transactions",
+                o.id,
+                u8::from(by_payout) + u8::from(by_refund)
+            ));
         }
     }
     Ok(())
@@ -528,7 +563,10 @@ fn check_liveness(e: &Esc, now: DateTime<Utc>, silent: Party) -> Result<(), Stri
         let Some((due, ..)) = e.next_due() else {
             return Err(format!(
                 "liveness: escrow {} ({} silent) is stuck in {} with signatures {:?}",
-                e.idx, silent_name(silent), e.state.name(), e.sigs
+                e.idx,
+                silent_name(silent),
+                e.state.name(),
+                e.sigs
             ));
         };
         now = now.max(due + Duration::seconds(1));
@@ -658,7 +696,10 @@ impl World {
                 .outputs
                 .iter()
                 .filter(|o| !o.spent)
-                .map(|o| Deposit { id: o.id.clone(), value: o.value })
+                .map(|o| Deposit {
+                    id: o.id.clone(),
+                    value: o.value,
+                })
                 .collect();
             if self.exclude_known_strays && !funding_frozen(&e.state) {
                 seen.retain(|d| !e.strays.iter().any(|s| s.id == d.id));
@@ -669,7 +710,10 @@ impl World {
             if e.state.is_settled() {
                 continue;
             }
-            let dropped = e.confirmed_funding.iter().any(|id| height_of(&e.outputs, id).is_none());
+            let dropped = e
+                .confirmed_funding
+                .iter()
+                .any(|id| height_of(&e.outputs, id).is_none());
             e.confirmed_funding = e
                 .funding
                 .iter()
@@ -677,12 +721,21 @@ impl World {
                 .map(|d| d.id.clone())
                 .collect();
             if dropped {
-                e.fire(EscrowEvent::FundingReorged, Actor::Chain, now, &mut self.audit)?;
+                e.fire(
+                    EscrowEvent::FundingReorged,
+                    Actor::Chain,
+                    now,
+                    &mut self.audit,
+                )?;
                 e.last_seen = None;
             }
             if !e.funding.is_empty() {
                 let amount: u64 = e.funding.iter().map(|d| d.value).sum();
-                let heights: Vec<Option<u64>> = e.funding.iter().map(|d| height_of(&e.outputs, &d.id)).collect();
+                let heights: Vec<Option<u64>> = e
+                    .funding
+                    .iter()
+                    .map(|d| height_of(&e.outputs, &d.id))
+                    .collect();
                 let confirmations = heights
                     .iter()
                     .map(|h| h.map_or(0, |h| u32::try_from(tip + 1 - h).unwrap()))
@@ -703,7 +756,12 @@ impl World {
             if let (EscrowState::PayingOut { .. }, Some(tx)) = (&e.state, &e.tx) {
                 if tx.height.is_some_and(|h| tip + 1 - h >= FINAL_DEPTH) {
                     let txid = tx.txid.clone();
-                    if !e.fire(EscrowEvent::PayoutConfirmed { txid }, Actor::Chain, now, &mut self.audit)? {
+                    if !e.fire(
+                        EscrowEvent::PayoutConfirmed { txid },
+                        Actor::Chain,
+                        now,
+                        &mut self.audit,
+                    )? {
                         return Err(format!("escrow {}: a final payout was refused", e.idx));
                     }
                 }
@@ -736,16 +794,23 @@ impl World {
                 self.next_id += 1;
                 let id = format!("d{}", self.next_id);
                 let e = &mut self.escrows[step.escrow];
-                e.outputs.push(Output { id, value, height: None, spent: false });
+                e.outputs.push(Output {
+                    id,
+                    value,
+                    height: None,
+                    spent: false,
+                });
             }
             Act::Include => {
                 let e = &mut self.escrows[step.escrow];
                 for o in e.outputs.iter_mut().filter(|o| o.height.is_none()) {
                     o.height = Some(tip);
                 }
-                let inputs_confirmed = e.frozen.iter().flatten().all(|d| {
-                    e.outputs.iter().any(|o| o.id == d.id && o.height.is_some())
-                });
+                let inputs_confirmed = e
+                    .frozen
+                    .iter()
+                    .flatten()
+                    .all(|d| e.outputs.iter().any(|o| o.id == d.id && o.height.is_some()));
                 if let Some(tx) = e.tx.as_mut().filter(|t| t.height.is_none()) {
                     if inputs_confirmed {
                         tx.height = Some(tip);
@@ -762,13 +827,25 @@ impl World {
                             o.height = None;
                         }
                     }
-                    let dropped = e.tx.as_mut().filter(|t| t.height.is_some_and(|h| h >= fork));
+                    let dropped =
+                        e.tx.as_mut()
+                            .filter(|t| t.height.is_some_and(|h| h >= fork));
                     if let Some(tx) = dropped {
                         tx.height = None;
                         let txid = tx.txid.clone();
-                        e.fire(EscrowEvent::PayoutReorged, Actor::Chain, now, &mut self.audit)?;
+                        e.fire(
+                            EscrowEvent::PayoutReorged,
+                            Actor::Chain,
+                            now,
+                            &mut self.audit,
+                        )?;
                         // The machine asks for a re-broadcast of the same transaction.
-                        e.fire(EscrowEvent::PayoutBroadcast { txid }, Actor::Chain, now, &mut self.audit)?;
+                        e.fire(
+                            EscrowEvent::PayoutBroadcast { txid },
+                            Actor::Chain,
+                            now,
+                            &mut self.audit,
+                        )?;
                     }
                 }
             }
@@ -780,18 +857,29 @@ impl World {
                 }
                 let d = e.terms.deadlines;
                 let bps = BasisPoints::new(bps).unwrap();
-                let Some(track) = e.dispute.as_mut() else { return Ok(()) };
+                let Some(track) = e.dispute.as_mut() else {
+                    return Ok(());
+                };
                 match (track.first, track.appeal) {
                     (None, _) => {
-                        let escalated_by = crate::escrow::deadlines::add(d.decide_by(track.opened_at), d.decision_period);
+                        let escalated_by = crate::escrow::deadlines::add(
+                            d.decide_by(track.opened_at),
+                            d.decision_period,
+                        );
                         if now <= escalated_by {
                             track.first = Some((bps, now));
                         }
                     }
                     (Some(_), Some(appealed)) => {
-                        if now <= crate::escrow::deadlines::add(appealed, d.appeal_decision_period) {
+                        if now <= crate::escrow::deadlines::add(appealed, d.appeal_decision_period)
+                        {
                             e.decided = Some(bps);
-                            e.fire(EscrowEvent::Decide { provider_bps: bps }, Actor::Arbitrator, now, &mut self.audit)?;
+                            e.fire(
+                                EscrowEvent::Decide { provider_bps: bps },
+                                Actor::Arbitrator,
+                                now,
+                                &mut self.audit,
+                            )?;
                         }
                     }
                     (Some(_), None) => {}
@@ -799,7 +887,9 @@ impl World {
             }
             Act::Broadcast { fee } => {
                 let e = &mut self.escrows[step.escrow];
-                let EscrowState::PayingOut { payout, .. } = &e.state else { return Ok(()) };
+                let EscrowState::PayingOut { payout, .. } = &e.state else {
+                    return Ok(());
+                };
                 if e.tx.is_some() {
                     return Ok(());
                 }
@@ -809,29 +899,53 @@ impl World {
                 if parties + usize::from(e.sigs.marketplace) < 2 {
                     return Ok(());
                 }
-                if parties < 2 && !self.audit.iter().any(|a| a.escrow == e.idx && a.payout_seq == e.payout_seq) {
+                if parties < 2
+                    && !self
+                        .audit
+                        .iter()
+                        .any(|a| a.escrow == e.idx && a.payout_seq == e.payout_seq)
+                {
                     return Err(format!("policy: escrow {} broadcast with a marketplace signature not in the audit log", e.idx));
                 }
                 // A fee spike may make the payout unbuildable at this rate: wait.
-                let Ok(b) = payout.plan.breakdown(fee) else { return Ok(()) };
+                let Ok(b) = payout.plan.breakdown(fee) else {
+                    return Ok(());
+                };
                 if b.total() != payout.plan.funded().minor() {
                     return Err(format!("conservation: escrow {} breakdown {b:?}", e.idx));
                 }
                 let txid = format!("e{}-p{}", e.idx, e.payout_seq);
-                e.tx = Some(PayoutTx { txid: txid.clone(), height: None, fee });
-                e.fire(EscrowEvent::PayoutBroadcast { txid }, Actor::Chain, now, &mut self.audit)?;
+                e.tx = Some(PayoutTx {
+                    txid: txid.clone(),
+                    height: None,
+                    fee,
+                });
+                e.fire(
+                    EscrowEvent::PayoutBroadcast { txid },
+                    Actor::Chain,
+                    now,
+                    &mut self.audit,
+                )?;
             }
             Act::RefundStrays { fee } => {
                 let e = &mut self.escrows[step.escrow];
                 if e.silent(Party::Buyer, s) {
                     return Ok(());
                 }
-                let refunded: Vec<String> = e.refunded.iter().flat_map(|(ids, ..)| ids.clone()).collect();
+                let refunded: Vec<String> = e
+                    .refunded
+                    .iter()
+                    .flat_map(|(ids, ..)| ids.clone())
+                    .collect();
                 let pending: Vec<&Deposit> = e
                     .strays
                     .iter()
                     .filter(|d| !refunded.contains(&d.id))
-                    .filter(|d| e.outputs.iter().any(|o| o.id == d.id && o.height.is_some() && !o.spent))
+                    .filter(|d| {
+                        e.outputs
+                            .iter()
+                            .any(|o| o.id == d.id && o.height.is_some() && !o.spent)
+                    })
                     .collect();
                 let total: u64 = pending.iter().map(|d| d.value).sum();
                 if pending.is_empty() || fee >= total {
@@ -839,7 +953,9 @@ impl World {
                 }
                 let ids: Vec<String> = pending.iter().map(|d| d.id.clone()).collect();
                 let refund = StrayRefund::new(total, total - fee, false, false);
-                let Ok(rule) = may_sign_stray_refund(&refund, MAX_STRAY_FEE) else { return Ok(()) };
+                let Ok(rule) = may_sign_stray_refund(&refund, MAX_STRAY_FEE) else {
+                    return Ok(());
+                };
                 self.audit.push(Audit {
                     escrow: e.idx,
                     payout_seq: 0,
@@ -876,7 +992,8 @@ impl World {
             PartyAct::OpenDispute => EscrowEvent::OpenDispute,
             PartyAct::Appeal => {
                 let d = e.terms.deadlines;
-                if let (EscrowState::Disputed { .. }, Some(track)) = (&e.state, e.dispute.as_mut()) {
+                if let (EscrowState::Disputed { .. }, Some(track)) = (&e.state, e.dispute.as_mut())
+                {
                     if let (Some((_, at)), None) = (track.first, track.appeal) {
                         if now <= crate::escrow::deadlines::add(at, d.appeal_window) {
                             track.appeal = Some(now);
@@ -888,7 +1005,9 @@ impl World {
             PartyAct::SignClaim { permille } => {
                 let open = matches!(
                     e.state,
-                    EscrowState::Funded { .. } | EscrowState::Delivered { .. } | EscrowState::Cancelling { .. }
+                    EscrowState::Funded { .. }
+                        | EscrowState::Delivered { .. }
+                        | EscrowState::Cancelling { .. }
                 );
                 if party == Party::Buyer && e.spec.metered && open {
                     // The metering layer only accepts claims the deposit can
@@ -899,7 +1018,9 @@ impl World {
                 return Ok(());
             }
             PartyAct::SettleClaim { half, cosign } => {
-                let Some(latest) = e.latest_claim.filter(|_| e.spec.metered) else { return Ok(()) };
+                let Some(latest) = e.latest_claim.filter(|_| e.spec.metered) else {
+                    return Ok(());
+                };
                 let claimed = if half { latest / 2 } else { latest };
                 // Settling for less without the marketplace needs a new buyer
                 // signature; a provider does better completing the latest claim.
@@ -927,7 +1048,12 @@ impl World {
     }
 }
 
-fn run(specs: &[Spec], opening: &[Step], steps: &[Step], exclude_known_strays: bool) -> Result<(), String> {
+fn run(
+    specs: &[Spec],
+    opening: &[Step],
+    steps: &[Step],
+    exclude_known_strays: bool,
+) -> Result<(), String> {
     let mut world = World::new(specs, exclude_known_strays);
     // The opening (the buyers' funding, mostly) happens before anyone can go
     // silent: silences count from the first step after it.
@@ -937,7 +1063,9 @@ fn run(specs: &[Spec], opening: &[Step], steps: &[Step], exclude_known_strays: b
         world.watch_all()?;
         world.act(step)?;
         world.watch_all()?;
-        world.check_all().map_err(|m| format!("after opening {step:?}: {m}"))?;
+        world
+            .check_all()
+            .map_err(|m| format!("after opening {step:?}: {m}"))?;
     }
     for (i, step) in steps.iter().enumerate() {
         world.step = i;
@@ -967,20 +1095,34 @@ fn run(specs: &[Spec], opening: &[Step], steps: &[Step], exclude_known_strays: b
                 _ => 1_000,
             };
             for act in [
-                Act::Party { party: Party::Buyer, act: PartyAct::Sign },
-                Act::Party { party: Party::Provider, act: PartyAct::Sign },
+                Act::Party {
+                    party: Party::Buyer,
+                    act: PartyAct::Sign,
+                },
+                Act::Party {
+                    party: Party::Provider,
+                    act: PartyAct::Sign,
+                },
                 Act::Broadcast { fee },
                 Act::Include,
                 Act::RefundStrays { fee: 100 },
             ] {
-                world.act(&Step { escrow, act, minutes: 0 })?;
+                world.act(&Step {
+                    escrow,
+                    act,
+                    minutes: 0,
+                })?;
                 world.watch_all()?;
             }
         }
         world.check_all()?;
     }
     for e in &world.escrows {
-        let open_strays = e.strays.iter().filter(|d| !e.refunded.iter().any(|(ids, ..)| ids.contains(&d.id))).count();
+        let open_strays = e
+            .strays
+            .iter()
+            .filter(|d| !e.refunded.iter().any(|(ids, ..)| ids.contains(&d.id)))
+            .count();
         let buyer_silent = e.silent(Party::Buyer, world.step);
         let ended = e.state.is_settled() || matches!(e.state, EscrowState::Expired { .. });
         if !ended || (open_strays > 0 && !buyer_silent) {
@@ -994,7 +1136,14 @@ fn run(specs: &[Spec], opening: &[Step], steps: &[Step], exclude_known_strays: b
     }
     if std::env::var_os("ADVERSARIAL_STATS").is_some() {
         for e in &world.escrows {
-            eprintln!("escrow {}: {:?} strays={} refunds={} dispute={}", e.idx, e.state, e.strays.len(), e.refunded.len(), e.dispute.is_some());
+            eprintln!(
+                "escrow {}: {:?} strays={} refunds={} dispute={}",
+                e.idx,
+                e.state,
+                e.strays.len(),
+                e.refunded.len(),
+                e.dispute.is_some()
+            );
         }
     }
     Ok(())
@@ -1049,7 +1198,11 @@ fn step() -> impl Strategy<Value = Step> {
         act(),
         prop_oneof![4 => 0i64..=120, 1 => 0i64..=3 * 24 * 60],
     )
-        .prop_map(|(escrow, act, minutes)| Step { escrow, act, minutes })
+        .prop_map(|(escrow, act, minutes)| Step {
+            escrow,
+            act,
+            minutes,
+        })
 }
 
 /// Random periods. The release signing grace stays within the dispute tail
@@ -1057,14 +1210,29 @@ fn step() -> impl Strategy<Value = Step> {
 /// does not count it, see the ignored test
 /// `a_release_signing_grace_longer_than_the_dispute_tail_outlasts_the_timelock`.
 fn periods() -> impl Strategy<Value = Periods> {
-    (1i64..=96, 1i64..=72, 1i64..=96, 0i64..=72, 1i64..=72, 0.0f64..=1.0).prop_map(
-        |(review, response, decision, appeal, appeal_decision, grace)| {
-            let tail = response + 2 * decision + appeal + appeal_decision;
-            #[allow(clippy::cast_possible_truncation)]
-            let grace = ((tail as f64) * grace) as i64;
-            [review, response, decision, appeal, appeal_decision, grace.max(1)]
-        },
+    (
+        1i64..=96,
+        1i64..=72,
+        1i64..=96,
+        0i64..=72,
+        1i64..=72,
+        0.0f64..=1.0,
     )
+        .prop_map(
+            |(review, response, decision, appeal, appeal_decision, grace)| {
+                let tail = response + 2 * decision + appeal + appeal_decision;
+                #[allow(clippy::cast_possible_truncation)]
+                let grace = ((tail as f64) * grace) as i64;
+                [
+                    review,
+                    response,
+                    decision,
+                    appeal,
+                    appeal_decision,
+                    grace.max(1),
+                ]
+            },
+        )
 }
 
 fn spec(steps: usize) -> impl Strategy<Value = Spec> {
@@ -1093,18 +1261,30 @@ fn opening() -> impl Strategy<Value = Vec<Step>> {
         1 => DUST..=DUE,
     ];
     let per_escrow = (0..ESCROWS).map(move |escrow| {
-        prop::collection::vec((value.clone(), any::<bool>(), 0i64..=90), 0..=3).prop_map(move |parts| {
-            parts
-                .into_iter()
-                .flat_map(|(value, include, minutes)| {
-                    let deposit = Step { escrow, act: Act::Deposit { value }, minutes };
-                    let include = include.then_some(Step { escrow, act: Act::Include, minutes: 0 });
-                    std::iter::once(deposit).chain(include)
-                })
-                .collect::<Vec<_>>()
-        })
+        prop::collection::vec((value.clone(), any::<bool>(), 0i64..=90), 0..=3).prop_map(
+            move |parts| {
+                parts
+                    .into_iter()
+                    .flat_map(|(value, include, minutes)| {
+                        let deposit = Step {
+                            escrow,
+                            act: Act::Deposit { value },
+                            minutes,
+                        };
+                        let include = include.then_some(Step {
+                            escrow,
+                            act: Act::Include,
+                            minutes: 0,
+                        });
+                        std::iter::once(deposit).chain(include)
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )
     });
-    per_escrow.collect::<Vec<_>>().prop_map(|v| v.into_iter().flatten().collect())
+    per_escrow
+        .collect::<Vec<_>>()
+        .prop_map(|v| v.into_iter().flatten().collect())
 }
 
 const STEPS: usize = 90;
@@ -1143,11 +1323,27 @@ proptest! {
 // ---------------------------------------------------------------- mutants
 
 fn funded_esc() -> (World, usize) {
-    let spec = Spec { periods: DEFAULT_PERIODS, metered: false, silent: None, arbitrator_silent_from: None };
+    let spec = Spec {
+        periods: DEFAULT_PERIODS,
+        metered: false,
+        silent: None,
+        arbitrator_silent_from: None,
+    };
     let mut w = World::new(&[spec], true);
-    w.act(&Step { escrow: 0, act: Act::Deposit { value: DUE }, minutes: 0 }).unwrap();
-    w.act(&Step { escrow: 0, act: Act::Include, minutes: 0 }).unwrap();
-    w.advance_to(t0() + Duration::minutes(BLOCK_MINUTES * 4)).unwrap();
+    w.act(&Step {
+        escrow: 0,
+        act: Act::Deposit { value: DUE },
+        minutes: 0,
+    })
+    .unwrap();
+    w.act(&Step {
+        escrow: 0,
+        act: Act::Include,
+        minutes: 0,
+    })
+    .unwrap();
+    w.advance_to(t0() + Duration::minutes(BLOCK_MINUTES * 4))
+        .unwrap();
     w.watch_all().unwrap();
     assert_eq!(w.escrows[0].state.name(), "Funded");
     (w, 0)
@@ -1160,15 +1356,41 @@ fn the_model_funds_settles_and_refunds_a_stray() {
         let target = w.now + Duration::minutes(minutes);
         w.advance_to(target).unwrap();
         w.watch_all().unwrap();
-        w.act(&Step { escrow: i, act, minutes }).unwrap();
+        w.act(&Step {
+            escrow: i,
+            act,
+            minutes,
+        })
+        .unwrap();
         w.watch_all().unwrap();
         w.check_all().unwrap();
     };
     at(&mut w, 10, Act::Deposit { value: 5_000 });
     at(&mut w, 10, Act::Include);
-    at(&mut w, 10, Act::Party { party: Party::Provider, act: PartyAct::Deliver });
-    at(&mut w, 10, Act::Party { party: Party::Buyer, act: PartyAct::Release });
-    at(&mut w, 10, Act::Party { party: Party::Buyer, act: PartyAct::Sign });
+    at(
+        &mut w,
+        10,
+        Act::Party {
+            party: Party::Provider,
+            act: PartyAct::Deliver,
+        },
+    );
+    at(
+        &mut w,
+        10,
+        Act::Party {
+            party: Party::Buyer,
+            act: PartyAct::Release,
+        },
+    );
+    at(
+        &mut w,
+        10,
+        Act::Party {
+            party: Party::Buyer,
+            act: PartyAct::Sign,
+        },
+    );
     at(&mut w, 10, Act::Broadcast { fee: 1_000 });
     at(&mut w, 10, Act::Include);
     at(&mut w, 120, Act::RefundStrays { fee: 300 });
@@ -1181,7 +1403,12 @@ fn the_model_funds_settles_and_refunds_a_stray() {
 #[test]
 fn mutant_a_plan_spending_a_stray_is_caught() {
     let (mut w, i) = funded_esc();
-    w.act(&Step { escrow: i, act: Act::Deposit { value: 7_000 }, minutes: 0 }).unwrap();
+    w.act(&Step {
+        escrow: i,
+        act: Act::Deposit { value: 7_000 },
+        minutes: 0,
+    })
+    .unwrap();
     w.watch_all().unwrap();
     w.check_all().unwrap();
     let e = &mut w.escrows[i];
@@ -1249,7 +1476,9 @@ fn mutant_a_signature_outside_the_rules_is_caught() {
         ctx: e.ctx(Actor::System, w.now),
         stray: None,
     };
-    assert!(check_policy(std::slice::from_ref(&row)).unwrap_err().contains("policy"));
+    assert!(check_policy(std::slice::from_ref(&row))
+        .unwrap_err()
+        .contains("policy"));
     // A stray refund that pays more fee than allowed.
     let stray = Audit {
         rule: SigningRule::StrayRefund { amount: 1 },
@@ -1259,15 +1488,27 @@ fn mutant_a_signature_outside_the_rules_is_caught() {
     };
     assert!(check_policy(&[stray]).is_err());
     // A split signature that does not match the recorded decision.
-    let mut e = w.escrows[i].clone();
-    e.decided = Some(bps(3_000));
     let mut disputed = funded_esc().0.escrows.remove(0);
-    disputed.fire(EscrowEvent::OpenDispute, Actor::Buyer, w.now, &mut Vec::new()).unwrap();
+    disputed
+        .fire(
+            EscrowEvent::OpenDispute,
+            Actor::Buyer,
+            w.now,
+            &mut Vec::new(),
+        )
+        .unwrap();
     disputed.decided = Some(bps(3_000));
     let mut audit = Vec::new();
     // The machine is told 7 000 while the recorded decision is 3 000.
     let err = disputed
-        .fire(EscrowEvent::Decide { provider_bps: bps(7_000) }, Actor::Arbitrator, w.now, &mut audit)
+        .fire(
+            EscrowEvent::Decide {
+                provider_bps: bps(7_000),
+            },
+            Actor::Arbitrator,
+            w.now,
+            &mut audit,
+        )
         .unwrap_err();
     assert!(err.contains("the decision was"), "{err}");
 }
@@ -1284,13 +1525,22 @@ fn mutant_a_signature_outside_the_rules_is_caught() {
 #[test]
 #[ignore = "finding: classify merges known strays into an unfrozen funding after a reorg of Funded"]
 fn a_reorg_of_funded_merges_known_strays_into_the_funding() {
-    let spec = Spec { periods: DEFAULT_PERIODS, metered: false, silent: None, arbitrator_silent_from: None };
+    let spec = Spec {
+        periods: DEFAULT_PERIODS,
+        metered: false,
+        silent: None,
+        arbitrator_silent_from: None,
+    };
     let mut w = World::new(&[spec], false);
     let go = |w: &mut World, minutes: i64, act: Act| -> Result<(), String> {
         let target = w.now + Duration::minutes(minutes);
         w.advance_to(target)?;
         w.watch_all()?;
-        w.act(&Step { escrow: 0, act, minutes })?;
+        w.act(&Step {
+            escrow: 0,
+            act,
+            minutes,
+        })?;
         w.watch_all()?;
         w.check_all()
     };
@@ -1326,9 +1576,20 @@ fn a_release_signing_grace_longer_than_the_dispute_tail_outlasts_the_timelock() 
         arbitrator_silent_from: None,
     };
     let mut w = World::new(&[spec], true);
-    w.act(&Step { escrow: 0, act: Act::Deposit { value: DUE }, minutes: 0 }).unwrap();
-    w.act(&Step { escrow: 0, act: Act::Include, minutes: 0 }).unwrap();
-    w.advance_to(t0() + Duration::minutes(BLOCK_MINUTES * 4)).unwrap();
+    w.act(&Step {
+        escrow: 0,
+        act: Act::Deposit { value: DUE },
+        minutes: 0,
+    })
+    .unwrap();
+    w.act(&Step {
+        escrow: 0,
+        act: Act::Include,
+        minutes: 0,
+    })
+    .unwrap();
+    w.advance_to(t0() + Duration::minutes(BLOCK_MINUTES * 4))
+        .unwrap();
     w.watch_all().unwrap();
     let d = w.escrows[0].terms.deadlines;
     // The provider delivers at the last moment, the buyer releases at the
