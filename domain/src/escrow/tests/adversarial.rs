@@ -541,10 +541,37 @@ fn check_conservation(e: &Esc) -> Result<(), String> {
 /// the scheduler, the sweep, the marketplace and the honest party reach a
 /// payout they can sign strictly before the timelock margin height.
 fn check_liveness(e: &Esc, now: DateTime<Utc>, silent: Party) -> Result<(), String> {
+    drive(e, now, silent, false)?;
+    // The slowest dispute too: each arbitrator decides at the last moment,
+    // a party appeals at the last moment, the appeal goes unanswered.
+    drive(e, now, silent, true)
+}
+
+fn drive(e: &Esc, now: DateTime<Utc>, silent: Party, late: bool) -> Result<(), String> {
     let mut e = e.clone();
     let mut now = now;
     let mut scratch = Vec::new();
     for _ in 0..32 {
+        if late {
+            let d = e.terms.deadlines;
+            if let (EscrowState::Disputed { .. }, Some(track)) = (&e.state, e.dispute.as_mut()) {
+                let add = crate::escrow::deadlines::add;
+                match (track.first, track.appeal) {
+                    (None, _) => {
+                        let last = add(d.decide_by(track.opened_at), d.decision_period);
+                        now = now.max(last);
+                        track.first = Some((bps(5_000), now));
+                        // The appeal comes next, before the sweep looks.
+                        continue;
+                    }
+                    (Some((_, at)), None) if now <= add(at, d.appeal_window) => {
+                        now = add(at, d.appeal_window);
+                        track.appeal = Some(now);
+                    }
+                    _ => {}
+                }
+            }
+        }
         if e.state.is_settled() || matches!(e.state, EscrowState::Expired { .. }) {
             return Ok(());
         }
@@ -620,13 +647,33 @@ enum PartyAct {
 
 #[derive(Debug, Clone, Copy)]
 enum Act {
-    Deposit { value: u64 },
+    Deposit {
+        value: u64,
+    },
     Include,
-    Reorg { depth: u64 },
-    Party { party: Party, act: PartyAct },
-    Arbitrate { bps: i64 },
-    Broadcast { fee: u64 },
-    RefundStrays { fee: u64 },
+    Reorg {
+        depth: u64,
+    },
+    Party {
+        party: Party,
+        act: PartyAct,
+    },
+    Arbitrate {
+        bps: i64,
+    },
+    Broadcast {
+        fee: u64,
+    },
+    RefundStrays {
+        fee: u64,
+    },
+    /// Time runs to `before` minutes ahead of the escrow's next deadline,
+    /// then the party acts: at the last moment.
+    Edge {
+        before: i64,
+        party: Party,
+        act: PartyAct,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -927,6 +974,7 @@ impl World {
                     &mut self.audit,
                 )?;
             }
+            Act::Edge { party, act, .. } => self.party(step.escrow, party, act)?,
             Act::RefundStrays { fee } => {
                 let e = &mut self.escrows[step.escrow];
                 if e.silent(Party::Buyer, s) {
@@ -1069,7 +1117,12 @@ fn run(
     }
     for (i, step) in steps.iter().enumerate() {
         world.step = i;
-        let target = world.now + Duration::minutes(step.minutes);
+        let mut target = world.now + Duration::minutes(step.minutes);
+        if let Act::Edge { before, .. } = step.act {
+            if let Some((due, ..)) = world.escrows[step.escrow].next_due() {
+                target = world.now.max(due - Duration::minutes(before));
+            }
+        }
         world.advance_to(target)?;
         world.watch_all()?;
         world.act(step)?;
@@ -1189,6 +1242,7 @@ fn act() -> impl Strategy<Value = Act> {
         // Fee spikes: sometimes more than the escrow holds.
         3 => prop_oneof![3 => 100u64..=5_000, 1 => 5_000u64..=200_000].prop_map(|fee| Act::Broadcast { fee }),
         1 => (1u64..=2 * MAX_STRAY_FEE).prop_map(|fee| Act::RefundStrays { fee }),
+        6 => (0i64..=30, party(), party_act()).prop_map(|(before, party, act)| Act::Edge { before, party, act }),
     ]
 }
 
@@ -1601,4 +1655,27 @@ fn a_release_signing_grace_longer_than_the_dispute_tail_outlasts_the_timelock() 
     w.step = 1;
     assert_eq!(w.escrows[0].state.name(), "Releasing");
     assert_eq!(check_liveness(&w.escrows[0], w.now, Party::Buyer), Ok(()));
+}
+
+/// The slowest path the rules allow (delivery and dispute at the last
+/// moment, each arbitrator deciding at the last moment, an appeal at the
+/// last moment left unanswered) fits the timelock exactly as sized; one
+/// block less and the liveness checker reports it.
+#[test]
+fn mutant_a_timelock_one_block_short_of_the_longest_path_is_caught() {
+    let (mut w, i) = funded_esc();
+    let d = w.escrows[i].terms.deadlines;
+    w.advance_to(d.delivery_by).unwrap();
+    w.party(i, Party::Provider, PartyAct::Deliver).unwrap();
+    w.advance_to(d.review_ends(d.delivery_by)).unwrap();
+    w.party(i, Party::Buyer, PartyAct::OpenDispute).unwrap();
+    assert_eq!(w.escrows[i].state.name(), "Disputed");
+    for silent in [Party::Buyer, Party::Provider] {
+        assert_eq!(check_liveness(&w.escrows[i], w.now, silent), Ok(()));
+    }
+    let mut short = w.escrows[i].clone();
+    let timelock = short.terms.deadlines.timelock.as_mut().unwrap();
+    timelock.blocks -= 1;
+    let err = check_liveness(&short, w.now, Party::Buyer).unwrap_err();
+    assert!(err.contains("margin"), "{err}");
 }
