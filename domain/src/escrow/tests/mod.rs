@@ -2,6 +2,7 @@
 //! transition (accepted and refused), and property tests over random event
 //! sequences.
 
+mod adversarial;
 mod policy;
 mod properties;
 mod transitions;
