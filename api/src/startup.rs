@@ -14,7 +14,8 @@ use agora_domain::clock::{Clock, SystemClock};
 use agora_escrow::btc::{generate_master, MarketplaceKeyStore};
 
 use crate::auth::jwt::write_private;
-use crate::auth::rate_limit::LoginThrottle;
+use crate::auth::password::HashingPool;
+use crate::auth::rate_limit::Throttle;
 use crate::config::Mode;
 use crate::orders::bitcoin::{p2wpkh, parse_address, parse_network, BitcoinContext};
 use crate::orders::xrpl::XrplContext;
@@ -65,10 +66,13 @@ impl Application {
             refresh_ttl: chrono::Duration::seconds(
                 i64::try_from(settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
             ),
-            login_throttle: LoginThrottle::new(
-                settings.auth.login_attempts_per_window,
-                Duration::from_secs(settings.auth.login_window_secs),
-            ),
+            throttle: Throttle::from_settings(&settings.auth),
+            hashing: HashingPool::from_settings(&settings.auth),
+            document_limits: crate::graphql::guard::DocumentLimits::from_settings(&settings.graphql),
+            subscriptions_per_socket: settings.graphql.subscriptions_per_socket.max(1),
+            graphiql: settings.graphiql(),
+            trusted_proxies: crate::http::client::TrustedProxies::parse(&settings.http.trusted_proxies)
+                .map_err(|bad| anyhow::anyhow!("http.trusted_proxies: {bad} is neither an IP address nor a CIDR range"))?,
         });
         let devnets = if settings.devnet_enabled() {
             Some(crate::chains::start_devnets(&settings, state.xrpl.operating.address.as_str()).await?)
@@ -81,14 +85,17 @@ impl Application {
             Duration::from_secs(settings.orders.scheduler_interval_secs.max(1)),
         );
         crate::notifications::dispatcher::spawn(state.clone());
-        let schema = crate::graphql::build(state.clone(), &settings.graphql, settings.introspection());
+        let schema = crate::graphql::build(state.clone(), &settings.graphql, settings.introspection(), settings.suggestions());
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
         let body_limit = settings.server.body_limit_bytes;
         let app_state = state.clone();
+        let cors = http::headers::CorsOrigins(Arc::new(settings.http.cors_allowed_origins.clone()));
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(http::headers::apply))
+                .app_data(web::Data::new(cors.clone()))
                 .app_data(web::Data::new(http::graphql::BodyLimit(body_limit)))
                 .app_data(web::Data::new(schema.clone()))
                 .app_data(web::Data::new(app_state.clone()))
