@@ -55,9 +55,11 @@ pub struct HttpSettings {
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is
     /// believed; from anyone else the header is ignored and the peer address is
     /// the client.
+    #[serde(default)]
     pub trusted_proxies: Vec<String>,
     /// Origins browsers may call the API from (exact `scheme://host[:port]`);
     /// empty: no cross-origin access.
+    #[serde(default)]
     pub cors_allowed_origins: Vec<String>,
     /// Serve GraphiQL on `GET /graphql`. Defaults to on in development, off in production.
     pub graphiql: Option<bool>,
