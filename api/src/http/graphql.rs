@@ -100,6 +100,14 @@ fn is_request_error(response: &Response) -> bool {
         && response.errors.iter().all(|e| e.path.is_empty())
 }
 
+/// Whether async-graphql raised `message` while coercing an input value
+/// (the prefixes of its `InputValueError`s).
+fn is_input_coercion_error(message: &str) -> bool {
+    ["Failed to parse \"", "Invalid value for argument", "Expected input type \""]
+        .iter()
+        .any(|prefix| message.starts_with(prefix))
+}
+
 /// Gives every error a stable `extensions.code`.
 fn label_errors(response: &mut Response, query: &str) {
     let request_error = is_request_error(response);
@@ -116,6 +124,14 @@ fn label_errors(response: &mut Response, query: &str) {
             "GRAPHQL_PARSE_FAILED"
         } else if request_error {
             "GRAPHQL_VALIDATION_FAILED"
+        } else if is_input_coercion_error(&error.message) {
+            // An argument that does not fit its type (an Int beyond 32 bits,
+            // a negative where only positives go): the client's input.
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("reason", "INVALID_VALUE");
+            "BAD_USER_INPUT"
         } else {
             // An error raised outside our resolvers (e.g. by async-graphql itself).
             tracing::error!(error.message = %error.message, "unlabelled GraphQL error");
