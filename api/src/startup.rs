@@ -40,8 +40,11 @@ impl Application {
 
     /// As `build`, with the clock deadlines are judged by.
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir)
+        private_dir(&settings.data_dir)
             .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+        if let Some(path) = sqlite_path(&settings.database_url()) {
+            private_file(&path).with_context(|| format!("cannot create the database file {}", path.display()))?;
+        }
         let jwt = JwtKeys::load(&settings.auth, settings.mode, &settings.data_dir)?;
         let db = agora_persistence::db::connect(&settings.database_url(), settings.database.max_connections)
             .await
@@ -138,6 +141,54 @@ impl Application {
         let _devnets = self.devnets;
         self.server.await
     }
+}
+
+/// Creates `dir` (and its parents) if needed and makes it owner-only (0700).
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes an existing file owner-only (0600).
+pub fn make_private(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Creates `path` empty and owner-only if it does not exist, and makes it
+/// owner-only if it does. SQLite gives its `-wal` and `-shm` files the
+/// database file's permissions, so they are owner-only too.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?;
+    make_private(path)
+}
+
+/// The file of a `sqlite://` URL (`None` for in-memory databases and other backends).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
 }
 
 const DEV_BITCOIN_KEY_FILE: &str = "bitcoin-marketplace.xprv";

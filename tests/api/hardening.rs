@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // test code: a failed set-up should stop the test loudly
+
 //! What an attacker or a careless client tries: documents that expand
 //! exponentially, floods of password hashes, guessing passwords, odd input.
 
@@ -250,3 +252,32 @@ for_both_backends!(
     every_response_carries_security_headers_and_cors_follows_the_allow_list,
     graphiql_and_suggestions_can_be_switched_off,
 );
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_and_mail_files_are_readable_by_their_owner_only() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let p = crate::orders_btc::parties(&app, json!({})).await;
+    crate::orders_btc::place(&app, &p).await;
+    assert!(agora_api::notifications::dispatch_once(&app.state).await.unwrap() > 0);
+    assert_eq!(mode(&app.data_dir), 0o700);
+    let mail = app.data_dir.join("mail");
+    assert_eq!(mode(&mail), 0o700);
+    let mails: Vec<_> = std::fs::read_dir(&mail).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(!mails.is_empty());
+    for file in &mails {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    let url = app.database_url();
+    let db = std::path::PathBuf::from(url.trim_start_matches("sqlite://").split('?').next().unwrap());
+    assert_eq!(mode(&db), 0o600, "{}", db.display());
+    let wal = db.with_file_name(format!("{}-wal", db.file_name().unwrap().to_string_lossy()));
+    assert!(wal.exists(), "the database runs in WAL mode");
+    assert_eq!(mode(&wal), 0o600, "{}", wal.display());
+}
