@@ -114,7 +114,9 @@ impl UserObject {
     }
 
     async fn roles(&self, ctx: &Context<'_>) -> ApiResult<Vec<RoleGql>> {
-        let roles = accounts::roles_of(&state(ctx).db, self.0.id).await?;
+        let mut roles = accounts::roles_of(&state(ctx).db, self.0.id).await?;
+        // Everyone is a buyer.
+        roles.insert(Role::Buyer);
         Ok(roles.into_iter().map(RoleGql::from).collect())
     }
 
@@ -300,7 +302,20 @@ impl AccountMutation {
         let txn = db.begin().await?;
         match accounts::insert_user(&txn, id, email.as_str(), &hash, now).await {
             Err(StoreError::Duplicate) => {
-                return Err(ApiError::Conflict("an account with this e-mail already exists".into()))
+                // The same answer as for a new account, so that sign-up does not
+                // tell who has one: an account that was never stored (its id
+                // resolves to nothing; logging in with this password fails).
+                // The work done (the hash) is the same either way.
+                drop(txn);
+                tracing::info!("sign-up for an e-mail address that has an account");
+                return Ok(RegisterPayload {
+                    user: UserObject(UserRecord {
+                        id,
+                        email: email.as_str().to_owned(),
+                        password_hash: String::new(),
+                        created_at: now,
+                    }),
+                });
             }
             other => other?,
         }

@@ -303,9 +303,18 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_refused() {
-        let q = format!("query {{ {}x{} }}", "a {".repeat(100), "}".repeat(100));
+    fn long_fragment_chains_are_refused_before_they_recurse_deeply() {
+        let mut q = String::from("query{...F0}");
+        for i in 0..199 {
+            q.push_str(&format!(" fragment F{i} on Query{{...F{}}}", i + 1));
+        }
+        q.push_str(" fragment F199 on Query{categories}");
         assert_eq!(check_str(&q), Err(Refusal::TooDeep { limit: 64 }));
+        // Deeply nested fields are already refused by the parser; they pass
+        // here and fail there.
+        let q = format!("query {{ {}x{} }}", "a {".repeat(100), "}".repeat(100));
+        assert!(async_graphql::parser::parse_query(&q).is_err());
+        assert_eq!(check_str(&q), Ok(()));
     }
 
     #[test]
