@@ -300,3 +300,42 @@ pub fn xrpl_context(settings: &Settings) -> anyhow::Result<XrplContext> {
         payout_ledger_window: cfg.ledger_window,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_escrow::btc::generate_master;
+
+    fn settings(network: &str, xprv: Option<String>) -> Settings {
+        let mut s = Settings::default();
+        s.data_dir = std::env::temp_dir().join(format!("agora-keys-{}", uuid::Uuid::new_v4()));
+        s.bitcoin.network = network.into();
+        s.bitcoin.xprv = xprv.map(crate::config::Secret::new);
+        s.bitcoin.marketplace_address = None;
+        s
+    }
+
+    fn error_of(s: &Settings) -> String {
+        match bitcoin_context(s) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_network_is_refused_at_start_up() {
+        let (tprv, _) = generate_master(bitcoin::Network::Regtest).unwrap();
+        let (xprv, _) = generate_master(bitcoin::Network::Bitcoin).unwrap();
+        let test_key_on_mainnet = error_of(&settings("bitcoin", Some(tprv.clone())));
+        assert!(test_key_on_mainnet.contains("bitcoin.network is bitcoin"), "{test_key_on_mainnet}");
+        let main_key_on_regtest = error_of(&settings("regtest", Some(xprv)));
+        assert!(main_key_on_regtest.contains("mainnet (xprv)"), "{main_key_on_regtest}");
+        assert!(bitcoin_context(&settings("regtest", Some(tprv))).is_ok());
+    }
+
+    #[test]
+    fn a_missing_mainnet_key_names_the_command_that_makes_one() {
+        let missing = error_of(&settings("bitcoin", None));
+        assert!(missing.contains("agora keys generate --network bitcoin"), "{missing}");
+    }
+}

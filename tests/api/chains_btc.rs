@@ -19,13 +19,17 @@ use serde_json::{json, Value};
 
 use crate::orders_btc::{action, get_order, parties, place, submit, Parties};
 
-/// Short windows so the timelock is a few dozen blocks: 4 h of deadlines at 8
+/// Short windows so the timelock is a few dozen blocks: 9 h of deadlines at 8
 /// minutes a block plus a 6-block margin.
-async fn app(backend: Backend) -> TestApp {
+pub async fn app(backend: Backend) -> TestApp {
     TestApp::spawn_with_chains_and(backend, |s| {
         s.orders.funding_window_secs = 3600;
         s.orders.review_period_secs = 3600;
         s.orders.dispute_response_secs = 3600;
+        s.orders.decision_period_secs = 3600;
+        s.orders.appeal_window_secs = 3600;
+        s.orders.appeal_decision_period_secs = 3600;
+        s.orders.release_signing_grace_secs = 3600;
         s.bitcoin.timelock_margin_blocks = 6;
     })
     .await
@@ -54,7 +58,7 @@ pub async fn catch_up<S: BitcoinSource>(w: &BitcoinWatcher<S>) -> Vec<Step> {
     }
 }
 
-async fn listing_parties(app: &TestApp) -> Parties {
+pub async fn listing_parties(app: &TestApp) -> Parties {
     parties(app, json!({"deliveryWindowHours": 1})).await
 }
 
@@ -62,11 +66,11 @@ pub fn escrow_address(order: &Value) -> Address {
     Address::from_str(order["bitcoinEscrow"]["address"].as_str().unwrap()).unwrap().assume_checked()
 }
 
-async fn status(app: &TestApp, order: &Value, p: &Parties) -> String {
+pub async fn status(app: &TestApp, order: &Value, p: &Parties) -> String {
     get_order(app, order, &p.buyer.access_token).await["status"].as_str().unwrap().to_owned()
 }
 
-async fn history(app: &TestApp, order: &Value, p: &Parties) -> String {
+pub async fn history(app: &TestApp, order: &Value, p: &Parties) -> String {
     let q = "query($id: ID!) { order(id: $id) { history { event detail } } }";
     app.gql(q, json!({"id": order["id"]}), Some(&p.buyer.access_token)).await.ok()["order"]["history"].to_string()
 }

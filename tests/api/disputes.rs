@@ -13,12 +13,12 @@ use std::str::FromStr;
 
 use crate::orders_btc::{fund, parties, place, submit, Parties};
 
-const DISPUTE: &str = "id status round openedBy respondBy respondedAt escalatedAt arbitratorId version appealBy
+pub(crate) const DISPUTE: &str = "id status round openedBy respondBy respondedAt escalatedAt arbitratorId version appealBy
     decision { providerBps rationale } firstDecision { providerBps }
     statements { authorRole text attachments { contentHash size mediaType name } }";
 
 /// An arbitrator (granted by a separate admin, so it has no admin powers itself).
-async fn arbitrator(app: &TestApp, name: &str) -> Session {
+pub(crate) async fn arbitrator(app: &TestApp, name: &str) -> Session {
     let s = app.new_user(name).await;
     let admin = app.new_user(&format!("{name}-admin")).await;
     app.make_admin(&admin.email).await;
@@ -27,7 +27,7 @@ async fn arbitrator(app: &TestApp, name: &str) -> Session {
     s
 }
 
-async fn open(app: &TestApp, order: &Value, token: &str) -> GqlResponse {
+pub(crate) async fn open(app: &TestApp, order: &Value, token: &str) -> GqlResponse {
     let q = format!("mutation($i: OpenDisputeInput!) {{ openDispute(input: $i) {{ dispute {{ {DISPUTE} }} }} }}");
     let attachment = json!({"contentHash": "ab".repeat(32), "size": 1234, "mediaType": "image/png", "name": "photo.png"});
     app.gql(
@@ -43,7 +43,7 @@ async fn statement(app: &TestApp, dispute: &Value, text: &str, token: &str) -> G
     app.gql(&q, json!({"i": {"disputeId": dispute["id"], "statement": text}}), Some(token)).await
 }
 
-async fn decide(app: &TestApp, dispute: &Value, bps: i32, token: &str, version: Option<i64>) -> GqlResponse {
+pub(crate) async fn decide(app: &TestApp, dispute: &Value, bps: i32, token: &str, version: Option<i64>) -> GqlResponse {
     let q = format!("mutation($i: DecideDisputeInput!) {{ decideDispute(input: $i) {{ dispute {{ {DISPUTE} }} }} }}");
     app.gql(
         &q,
@@ -53,13 +53,13 @@ async fn decide(app: &TestApp, dispute: &Value, bps: i32, token: &str, version: 
     .await
 }
 
-async fn appeal(app: &TestApp, dispute: &Value, token: &str) -> GqlResponse {
+pub(crate) async fn appeal(app: &TestApp, dispute: &Value, token: &str) -> GqlResponse {
     let q = format!("mutation($i: AppealDecisionInput!) {{ appealDecision(input: $i) {{ dispute {{ {DISPUTE} }} }} }}");
     app.gql(&q, json!({"i": {"disputeId": dispute["id"], "statement": "The arbitrator missed the logs."}}), Some(token))
         .await
 }
 
-async fn view(app: &TestApp, dispute: &Value, token: &str) -> GqlResponse {
+pub(crate) async fn view(app: &TestApp, dispute: &Value, token: &str) -> GqlResponse {
     let q = format!("query($id: ID!) {{ dispute(id: $id) {{ {DISPUTE} }} }}");
     app.gql(&q, json!({"id": dispute["id"]}), Some(token)).await
 }

@@ -7,6 +7,7 @@ mod chains_btc;
 mod chains_xrpl;
 mod devnet_bitcoin;
 mod disputes;
+mod escrow_liveness;
 mod devnet_xrpl;
 mod orders_btc;
 mod orders_xrpl;

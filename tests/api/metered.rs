@@ -617,7 +617,41 @@ async fn an_abandoned_session_is_settled_with_the_latest_claim_after_the_review_
     verify_spends(&tx, &spent_outputs(&escrow, &tx, &[100_000])).expect("bitcoinconsensus");
 }
 
+
+async fn a_session_never_marked_delivered_pays_the_buyers_latest_claim_not_a_full_refund(app: TestApp) {
+    let (p, order) = session(&app).await;
+    app.clock.advance(Duration::hours(1));
+    record(&app, &p, &order, 500, app.clock.now()).await.ok();
+    let claim = next_claim(&app, &p, &order).await;
+    let escrow = app
+        .gql("query($id: ID!) { order(id: $id) { deadlines { deliveryBy } bitcoinEscrow { address descriptor timelockBlocks buyerPublicKey buyerRefundPublicKey providerPublicKey arbitratorPublicKey } } }",
+            json!({"id": order["id"]}), Some(&p.buyer.access_token))
+        .await
+        .ok()["order"]
+        .clone();
+    submit_claim(&app, &p, &order, &p.buyer_wallet.sign(&escrow["bitcoinEscrow"], claim["psbt"].as_str().unwrap())).await.ok();
+    // The provider never marks the order delivered. Past the delivery
+    // deadline the buyer's refund would ignore what it signed for: refused.
+    let delivery_by = chrono::DateTime::parse_from_rfc3339(escrow["deadlines"]["deliveryBy"].as_str().unwrap()).unwrap().with_timezone(&chrono::Utc);
+    app.clock.advance(delivery_by - app.clock.now() + Duration::seconds(1));
+    let q = "mutation($i: OrderActionInput!) { requestRefund(input: $i) { order { status } } }";
+    let refused = app.gql(q, json!({"i": {"orderId": order["id"]}}), Some(&p.buyer.access_token)).await;
+    assert_refused(&refused, "CONFLICT", "CLAIM_OUTSTANDING");
+    // The scheduler's automatic outcome settles the latest claim instead.
+    assert_eq!(agora_api::orders::scheduler::sweep(&app.state, app.clock.now()).await.unwrap(), 1);
+    let q = "query($id: ID!) { order(id: $id) { status payout { complete signedBy transactionHex breakdown { provider commission buyer } } arbitratorSignatures { rule } } }";
+    let o = app.gql(q, json!({"id": order["id"]}), Some(&p.buyer.access_token)).await.ok()["order"].clone();
+    assert_eq!(o["status"], "RELEASING", "{o}");
+    assert_eq!(o["payout"]["complete"], true, "buyer's claim + marketplace: {o}");
+    assert!(o["arbitratorSignatures"][0]["rule"].as_str().unwrap().starts_with("latest_claim"));
+    let b = &o["payout"]["breakdown"];
+    assert_eq!(amount(&b["provider"]) + amount(&b["commission"]), amount(&claim["cumulative"]));
+    let tx = transaction(o["payout"]["transactionHex"].as_str().unwrap());
+    verify_spends(&tx, &spent_outputs(&escrow["bitcoinEscrow"], &tx, &[100_000])).expect("bitcoinconsensus");
+}
+
 on_both_backends!(
+    a_session_never_marked_delivered_pays_the_buyers_latest_claim_not_a_full_refund,
     an_abandoned_session_is_settled_with_the_latest_claim_after_the_review_window,
     a_buyer_alerted_near_the_end_of_the_deposit_tops_up_and_continues,
     a_dispute_on_a_metered_order_carries_the_latest_claim,
@@ -865,6 +899,9 @@ mod xrpl_claims {
         let claim = next_claim(&app, &buyer, &order).await;
         submit(&app, &buyer, &order, &sign(&claim, BUYER_SEED)).await.ok();
         let close = format!("mutation($i: CloseSessionInput!) {{ closeSession(input: $i) {{ order {{ {FIELDS} }} }} }}");
+        // A PSBT is no XRPL signature: refused, not silently ignored.
+        let wrong = app.gql(&close, json!({"i": {"orderId": order["id"], "psbt": "cHNidP8="}}), Some(&provider.access_token)).await;
+        assert_refused(&wrong, "BAD_USER_INPUT", "WRONG_CHAIN");
         let closed = app.gql(&close, json!({"i": {"orderId": order["id"]}}), Some(&provider.access_token)).await.ok();
         let o = &closed["closeSession"]["order"];
         assert_eq!(o["payout"]["complete"], true, "{o}");

@@ -194,7 +194,7 @@ async fn a_kind_switched_off_is_listed_but_not_emailed(backend: Backend) {
         .await
         .ok();
     let prefs = updated["updateNotificationPreferences"]["preferences"].as_array().unwrap();
-    assert_eq!(prefs.len(), 15, "every kind is listed");
+    assert_eq!(prefs.len(), 16, "every kind is listed");
     for pref in prefs {
         assert_eq!(pref["email"], pref["kind"] != "FUNDED", "{pref}");
     }

@@ -630,24 +630,34 @@ async fn a_settled_order_refuses_every_action(app: TestApp) {
     let resubmitted = submit(&app, &settled, "cHNidP8=", &p.buyer.access_token).await;
     assert_eq!(resubmitted.error_code(), Some("CONFLICT"), "{:?}", resubmitted.body);
 
-    // The chain cannot reopen it either: not the same payout again, nor new funds.
+    // The chain cannot reopen it either: not the same payout again.
     let paid = Txid::from_str(settled["settlement"]["txid"].as_str().unwrap()).unwrap();
-    for event in [
-        BitcoinChainEvent::PayoutConfirmed { txid: paid },
+    let refused = deliver_bitcoin_event(&app.state, order_uuid(&settled), BitcoinChainEvent::PayoutConfirmed { txid: paid }).await;
+    assert!(
+        matches!(refused, Err(ApiError::Rejected { reason: "ALREADY_SETTLED", .. })),
+        "{refused:?}"
+    );
+    let after = get_order(&app, &settled, &p.buyer.access_token).await;
+    assert_eq!(after["version"], settled["version"]);
+    // New funds do not reopen it: they are a stray deposit, kept apart from
+    // the settled payout and returned to the buyer.
+    let stray = deliver_bitcoin_event(
+        &app.state,
+        order_uuid(&settled),
         BitcoinChainEvent::Funding {
             utxos: vec![(OutPoint::new(fake_txid(8), 0), 70_000)],
             confirmations: 6,
             height: 120,
         },
-    ] {
-        let refused = deliver_bitcoin_event(&app.state, order_uuid(&settled), event).await;
-        assert!(
-            matches!(refused, Err(ApiError::Rejected { reason: "ALREADY_SETTLED", .. })),
-            "{refused:?}"
-        );
-    }
-    let after = get_order(&app, &settled, &p.buyer.access_token).await;
-    assert_eq!(after["version"], settled["version"]);
+    )
+    .await
+    .expect("a stray deposit is recorded");
+    assert!(stray.state.is_settled());
+    let q = "query($id: ID!) { order(id: $id) { status settlement { txid paid { role amount } } chainStatus { strayDeposits { amount status } } } }";
+    let shown = app.gql(q, json!({"id": settled["id"]}), Some(&p.buyer.access_token)).await.ok()["order"].clone();
+    assert_eq!(shown["status"], "SETTLED");
+    assert_eq!(shown["settlement"]["txid"], paid.to_string(), "the settlement is unchanged");
+    assert_eq!(shown["chainStatus"]["strayDeposits"], json!([{"amount": "70000", "status": "PENDING"}]));
     assert_eq!(after["settlement"], settled["settlement"]);
 }
 

@@ -351,6 +351,9 @@ async fn xrpl_signatures_that_do_not_fit_the_payout_are_refused(app: TestApp) {
     assert_eq!(reason(&malformed), "MALFORMED_BLOB");
     let one = submit(&app, &order, &sign_all(&releasing, BUYER_SEED)[..1], &p.buyer.access_token).await;
     assert_eq!(reason(&one), "WRONG_COUNT");
+    // The provider's signature sent with the buyer's token is not the buyer's.
+    let impostor = submit(&app, &order, &sign_all(&releasing, PROVIDER_SEED), &p.buyer.access_token).await;
+    assert_eq!(reason(&impostor), "UNEXPECTED_SIGNER", "{:?}", impostor.body);
     // Nothing was written by any refusal.
     let unchanged = view(&app, &order, &p.buyer.access_token).await;
     assert_eq!(unchanged["version"], version);

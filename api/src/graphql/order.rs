@@ -285,12 +285,24 @@ pub struct ChainStatusGql {
     pub service_acts_by_height: Option<u64>,
     /// A spend of the escrow Agora did not prepare, as the chain showed it.
     pub other_spend: Option<OtherSpendGql>,
+    /// Bitcoin: payouts replaced at a higher fee rate while they were stuck.
+    pub fee_bumps: Vec<FeeBumpGql>,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "FeeBump")]
+pub struct FeeBumpGql {
+    pub replaced_txid: String,
+    pub from_sat_vb: u64,
+    pub to_sat_vb: u64,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum StrayDepositStatus {
-    /// Waiting for the confirmations the order requires.
-    Unconfirmed,
+    /// Waiting for the confirmations the order requires; its refund is
+    /// prepared with the next block after that.
+    Pending,
     /// The refund is co-signed by the marketplace; the buyer signs it
     /// (`submitStrayRefundSignature`).
     RefundToSign,
@@ -337,7 +349,7 @@ fn stray_gql(index: usize, s: &crate::orders::bitcoin::StrayDeposit) -> StrayDep
         StrayDepositStatus::Dust
     } else {
         match &s.refund {
-            None => StrayDepositStatus::Unconfirmed,
+            None => StrayDepositStatus::Pending,
             Some(r) if r.final_tx.is_some() => StrayDepositStatus::RefundSigned,
             Some(_) => StrayDepositStatus::RefundToSign,
         }
@@ -807,6 +819,11 @@ impl OrderObject {
                         mined_at_height: o.mined_at,
                         paid: o.paid.iter().map(|(role, v)| PayoutOutputGql { role: role.clone(), amount: (*v).into() }).collect(),
                     }),
+                    fee_bumps: b
+                        .fee_bumps
+                        .iter()
+                        .map(|f| FeeBumpGql { replaced_txid: f.replaced_txid.to_string(), from_sat_vb: f.from_sat_vb, to_sat_vb: f.to_sat_vb, at: f.at })
+                        .collect(),
                 }
             }
             EscrowRecord::Xrpl(x) => {
@@ -827,6 +844,7 @@ impl OrderObject {
                     timelock_opens_at_height: None,
                     service_acts_by_height: None,
                     other_spend: None,
+                    fee_bumps: Vec::new(),
                 }
             }
         }

@@ -848,6 +848,21 @@ pub async fn close_session(
     let (order, actor, mut s) = load_for(&txn, order_id, user_id).await?;
     require(actor, Actor::Provider, "provider")?;
     require_open(&order)?;
+    // Each chain's signatures in its own field: a PSBT for an XRPL order (or
+    // blobs for a Bitcoin one) is refused, never silently ignored.
+    match (&order.escrow, provider_psbt, provider_blobs) {
+        (EscrowRecord::Xrpl(_), Some(_), _) => {
+            return Err(ApiError::bad_input("input.psbt", "WRONG_CHAIN", "input.psbt: an XRPL session is closed with signedTransactions"))
+        }
+        (EscrowRecord::Bitcoin(_), _, Some(_)) => {
+            return Err(ApiError::bad_input(
+                "input.signedTransactions",
+                "WRONG_CHAIN",
+                "input.signedTransactions: a Bitcoin session is closed with a psbt",
+            ))
+        }
+        _ => {}
+    }
     let (Some(claim_psbt), Some(claim_txid)) = (s.record.latest_claim_psbt.clone(), s.record.latest_claim_txid.clone())
     else {
         return Err(ApiError::conflict("NO_CLAIM", "the buyer has not signed any claim yet"));

@@ -52,6 +52,10 @@ pub struct BtcEscrow {
     /// showed it: the transaction and what it paid to whom.
     #[serde(default)]
     pub other_spend: Option<OtherSpend>,
+    /// Payouts replaced by one at a higher fee rate because they stayed
+    /// unconfirmed while fees rose (the replacement spends the same inputs).
+    #[serde(default)]
+    pub fee_bumps: Vec<FeeBump>,
     #[serde(default)]
     pub confirmations: u32,
     #[serde(default)]
@@ -94,6 +98,15 @@ pub struct StrayDeposit {
     /// The transaction that spent it, once mined.
     #[serde(default)]
     pub spent_by: Option<Txid>,
+}
+
+/// One fee bump of a stuck payout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeeBump {
+    pub replaced_txid: Txid,
+    pub from_sat_vb: u64,
+    pub to_sat_vb: u64,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A transaction that spent the accepted funding without being the prepared payout.

@@ -8,9 +8,10 @@ use bitcoin::{OutPoint, Txid};
 use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
+use agora_domain::escrow::deposits::{classify, Deposit};
 use agora_domain::escrow::Settled;
 
-use super::bitcoin::{BtcEscrow, StoredUtxo, StrayDeposit};
+use super::bitcoin::{StoredUtxo, StrayDeposit};
 use super::xrpl::{SetupStatus, XrplEscrow};
 use super::{load, transition, EscrowRecord, Order};
 use crate::graphql::context::AppState;
@@ -32,6 +33,10 @@ pub enum BitcoinChainEvent {
     /// holds it, as of chain height `tip`. Confirmations count per output.
     Outputs { utxos: Vec<StoredUtxo>, tip: u64 },
     FundingReorged,
+    /// Some funding outputs left the chain in a reorg; `remaining` are those
+    /// still in the chain. An order funded but not delivered goes back to
+    /// awaiting funding with them (and counts them when more arrive).
+    FundingLost { remaining: Vec<StoredUtxo> },
     PayoutBroadcast { txid: Txid },
     PayoutConfirmed { txid: Txid },
     PayoutReorged,
@@ -92,15 +97,23 @@ pub async fn apply_bitcoin_event(
     };
     let domain_event = match event {
         BitcoinChainEvent::Outputs { utxos, tip } => {
+            // Conservation (domain `deposits`): once the funding is accepted it
+            // is frozen; anything else that reaches the address is a stray
+            // deposit, refunded on its own, and never changes what payouts spend.
+            let deposit = |u: &StoredUtxo| Deposit {
+                id: format!("{}:{}", u.txid, u.vout),
+                value: u.value,
+            };
+            let funding: Vec<Deposit> = btc.funding.iter().map(deposit).collect();
+            let strays: Vec<Deposit> = btc.strays.iter().map(|s| deposit(&s.utxo)).collect();
+            let seen: Vec<Deposit> = utxos.iter().map(deposit).collect();
+            let classified = classify(&order.state, &funding, &strays, &seen);
             if frozen {
-                // Conservation: the accepted funding is frozen; anything else
-                // that reaches the address is a stray deposit, refunded on
-                // its own. It never changes what the payouts spend.
-                let known = |u: &StoredUtxo, btc: &BtcEscrow| {
-                    btc.funding.iter().any(|f| f.txid == u.txid && f.vout == u.vout)
-                        || btc.strays.iter().any(|s| s.utxo.txid == u.txid && s.utxo.vout == u.vout)
-                };
-                let new: Vec<StoredUtxo> = utxos.into_iter().filter(|u| !known(u, btc)).collect();
+                let new: Vec<StoredUtxo> = utxos
+                    .iter()
+                    .filter(|u| classified.new_strays.iter().any(|d| d.id == deposit(u).id))
+                    .copied()
+                    .collect();
                 if new.is_empty() {
                     return Ok(order);
                 }
@@ -135,9 +148,18 @@ pub async fn apply_bitcoin_event(
             }
         }
         BitcoinChainEvent::Funding { .. } => return Err(ApiError::internal("funding shorthand not expanded")),
-        BitcoinChainEvent::FundingReorged => {
-            btc.funding.clear();
-            btc.confirmations = 0;
+        BitcoinChainEvent::FundingReorged | BitcoinChainEvent::FundingLost { .. } => {
+            let remaining = match event {
+                BitcoinChainEvent::FundingLost { remaining } => remaining,
+                _ => Vec::new(),
+            };
+            // Before delivery the order goes back to awaiting funding and
+            // keeps what is still on the chain; after it, the domain keeps the
+            // accepted funding (an operator looks; it usually confirms again).
+            if matches!(order.state, agora_domain::escrow::EscrowState::Funded { .. }) || !frozen {
+                btc.funding = remaining;
+                btc.confirmations = 0;
+            }
             EscrowEvent::FundingReorged
         }
         BitcoinChainEvent::PayoutBroadcast { txid } => EscrowEvent::PayoutBroadcast { txid: txid.to_string() },
@@ -163,7 +185,7 @@ pub async fn apply_bitcoin_event(
 /// Whether the order's funding is accepted (or it is over): from then on the
 /// funding outputs never change.
 pub fn funding_frozen(order: &Order) -> bool {
-    order.state.funding().is_some() || order.state.is_settled()
+    agora_domain::escrow::deposits::funding_frozen(&order.state)
 }
 
 async fn note(txn: &sea_orm::DatabaseTransaction, order: &Order, event: &str, detail: &str, at: chrono::DateTime<chrono::Utc>) -> ApiResult<()> {

@@ -372,7 +372,10 @@ pub async fn submit_payout_signature(
     let before = order.state.name();
     match (&mut order.escrow, &signed) {
         (EscrowRecord::Bitcoin(btc), PayoutSignatures::Psbt(psbt)) => btc.import_signatures(psbt)?,
-        (EscrowRecord::Xrpl(x), PayoutSignatures::XrplBlobs(blobs)) => x.import_signatures(blobs)?,
+        (EscrowRecord::Xrpl(x), PayoutSignatures::XrplBlobs(blobs)) => {
+            let party = agora_domain::escrow::Party::from_actor(actor).ok_or_else(|| ApiError::internal("a party was checked above"))?;
+            x.import_signatures_of(party, blobs)?
+        }
         (EscrowRecord::Bitcoin(_), _) => {
             return Err(ApiError::bad_input("input.psbt", "EMPTY", "input.psbt: a Bitcoin payout is signed as a PSBT"))
         }

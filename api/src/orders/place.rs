@@ -339,6 +339,7 @@ fn bitcoin_setup(
         strays: Vec::new(),
         fee_rate_sat_vb: None,
         other_spend: None,
+        fee_bumps: Vec::new(),
         confirmations: 0,
         funding_height: 0,
         payout: None,

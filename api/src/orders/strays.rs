@@ -39,6 +39,9 @@ pub async fn prepare_refunds(app: &AppState, txn: &DatabaseTransaction, order_id
             .collect(),
         EscrowRecord::Xrpl(_) => Vec::new(),
     };
+    if due.is_empty() {
+        return Ok(0);
+    }
     let mut prepared = 0;
     for index in due {
         if let EscrowRecord::Bitcoin(b) = &mut order.escrow {

@@ -292,6 +292,30 @@ impl XrplEscrow {
         Ok(txs.iter().map(|tx| tx.unsigned_blob()).map(|b| short_hash(&b)).collect())
     }
 
+    /// Imports the signer blobs of `party` (buyer or provider), one per
+    /// Payment, in order; a blob signed by anyone else is refused, so a
+    /// signature is always recorded for the account that sent it.
+    pub fn import_signatures_of(&mut self, party: agora_domain::escrow::Party, blobs: &[String]) -> Result<(), ApiError> {
+        let expected = match party {
+            agora_domain::escrow::Party::Buyer => self.buyer.address.clone(),
+            agora_domain::escrow::Party::Provider => self.provider.address.clone(),
+        };
+        let signers = self.signers()?;
+        let txs = self.payout_txs()?;
+        for (i, (tx, blob)) in txs.iter().zip(blobs).enumerate() {
+            let mut collector = SignatureCollector::new(tx.clone(), signers.clone());
+            let added = collector.add_signer_blob(blob).map_err(|e| multisig_error(i, e))?;
+            if added.iter().any(|a| *a != expected) {
+                return Err(ApiError::bad_input(
+                    "input.signedTransactions",
+                    "UNEXPECTED_SIGNER",
+                    format!("input.signedTransactions: transaction {i} is not signed by your own escrow key"),
+                ));
+            }
+        }
+        self.import_signatures(blobs)
+    }
+
     /// Imports a party's signer blobs, one per Payment, in order.
     pub fn import_signatures(&mut self, blobs: &[String]) -> Result<(), ApiError> {
         let txs = self.payout_txs()?;

@@ -21,7 +21,8 @@ use uuid::Uuid;
 use super::lock::WatcherLock;
 use super::{note, WatchError};
 use crate::graphql::context::AppState;
-use crate::orders::bitcoin::{BtcEscrow, OtherSpend, StoredUtxo};
+use crate::orders::bitcoin::{BtcEscrow, FeeBump, OtherSpend, StoredUtxo};
+use crate::orders::signing::SigningGate;
 use crate::orders::chain::{apply_bitcoin_event, funding_frozen, BitcoinChainEvent};
 use crate::orders::{self, EscrowRecord, Order};
 
@@ -30,6 +31,8 @@ const CHAIN: &str = "bitcoin";
 const KEEP_BLOCKS: u64 = 1_000;
 /// How often an unconfirmed payout is sent again.
 const REBROADCAST_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+/// How long a broadcast payout may stay unconfirmed before a fee bump is considered.
+pub const BUMP_AFTER: chrono::Duration = chrono::Duration::minutes(30);
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +184,7 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                 update_btc(&self.app, &txn, order.id(), |b| {
                     // A stray output that left the chain is forgotten (it is
                     // found again if it confirms again); so is a foreign spend.
-                    b.strays.retain(|s| !s.utxo.height.is_some_and(|h| h > fork));
+                    b.strays.retain(|s| s.utxo.height.is_none_or(|h| h <= fork));
                     if b.other_spend.as_ref().is_some_and(|o| o.mined_at > fork) {
                         b.other_spend = None;
                     }
@@ -204,7 +207,9 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                 // Accepted funding left the chain: the domain decides (back to
                 // awaiting funding before delivery, an alert after).
                 let id = order.id();
-                if let Err(e) = apply_bitcoin_event(&self.app, &txn, id, BitcoinChainEvent::FundingReorged).await {
+                let remaining: Vec<StoredUtxo> =
+                    btc.funding.iter().copied().filter(|u| u.height.is_some_and(|uh| uh <= fork)).collect();
+                if let Err(e) = apply_bitcoin_event(&self.app, &txn, id, BitcoinChainEvent::FundingLost { remaining }).await {
                     tracing::warn!(order.id = %id, error = ?e, "funding reorg not applied");
                 }
             }
@@ -240,6 +245,8 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
         }
         let mut applied = 0usize;
         let now = self.app.clock.now();
+        // Orders that received outputs in this block: any may have new strays.
+        let received: std::collections::HashSet<Uuid> = outputs.keys().copied().collect();
         for order in &list.orders {
             let id = order.id();
             let Some(btc) = btc_of(order) else { continue };
@@ -342,7 +349,8 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
         }
         // Strays deep enough get their refund prepared and co-signed.
         for order in &list.orders {
-            if btc_of(order).is_some_and(|b| b.strays.iter().any(|s| s.refund.is_none() && !s.dust && s.spent_by.is_none())) {
+            let pending = btc_of(order).is_some_and(|b| b.strays.iter().any(|s| s.refund.is_none() && !s.dust && s.spent_by.is_none()));
+            if pending || received.contains(&order.id()) {
                 if let Err(e) = crate::orders::strays::prepare_refunds(&self.app, &txn, order.id(), height).await {
                     tracing::warn!(order.id = %order.id(), error = ?e, "stray refund not prepared");
                 }
@@ -501,6 +509,74 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
         Ok(sent)
     }
 
+    /// Replaces every payout that stayed unconfirmed for [`BUMP_AFTER`] while
+    /// the fee estimate rose by a quarter or more: the same outcome, rebuilt at
+    /// the current rate (inputs signal replaceability), the marketplace
+    /// re-signing only through the signing gate and only where its policy
+    /// allows; the parties sign again. If the old transaction confirms after
+    /// all, the order settles from what the chain shows. Metered claim
+    /// settlements are left alone: the buyer's claim signature covers one
+    /// exact transaction.
+    pub async fn bump_stuck_payouts(&self) -> Result<usize, WatchError> {
+        let now = self.app.clock.now();
+        let rate = self.app.bitcoin.fees.current();
+        let mut bumped = 0;
+        for record in order_store::open_orders(&self.app.db, CHAIN).await? {
+            let order = Order::from_record(record)?;
+            let Some(btc) = btc_of(&order) else { continue };
+            let Some(p) = &btc.payout else { continue };
+            let stuck = p.final_tx.is_some()
+                && p.mined_at.is_none()
+                && btc.other_spend.is_none()
+                && p.broadcast_at.is_some_and(|at| now - at >= BUMP_AFTER)
+                && rate * 4 >= p.fee_rate_sat_vb * 5
+                && rate > p.fee_rate_sat_vb;
+            let agora_domain::escrow::EscrowState::PayingOut { payout, .. } = &order.state else { continue };
+            if !stuck || matches!(payout.basis, agora_domain::escrow::PayoutBasis::ClaimSettled { .. }) {
+                continue;
+            }
+            let txn = self.app.db.begin().await?;
+            if let Err(e) = self.bump(&txn, order.id(), rate, now).await {
+                tracing::warn!(order.id = %order.id(), error = ?e, "fee bump failed");
+                continue;
+            }
+            txn.commit().await?;
+            bumped += 1;
+        }
+        Ok(bumped)
+    }
+
+    async fn bump(&self, txn: &DatabaseTransaction, id: Uuid, rate: u64, now: chrono::DateTime<chrono::Utc>) -> Result<(), crate::graphql::errors::ApiError> {
+        let mut order = orders::load(txn, id).await?;
+        let agora_domain::escrow::EscrowState::PayingOut { payout, .. } = &order.state else { return Ok(()) };
+        let (plan, outcome) = (payout.plan, payout.outcome());
+        let had_marketplace = btc_of(&order)
+            .and_then(|b| b.payout.as_ref())
+            .is_some_and(|p| p.signed_by.contains(&agora_escrow::btc::EscrowParty::Arbitrator));
+        let EscrowRecord::Bitcoin(b) = &mut order.escrow else { return Ok(()) };
+        let Some(old) = b.payout.clone() else { return Ok(()) };
+        b.prepare_payout(&plan, rate)?;
+        b.fee_rate_sat_vb = Some(rate);
+        b.fee_bumps.push(FeeBump { replaced_txid: old.txid, from_sat_vb: old.fee_rate_sat_vb, to_sat_vb: rate, at: now });
+        let mut detail = format!("payout {} replaced at {rate} sat/vB (was {}); sign the new payout", old.txid, old.fee_rate_sat_vb);
+        if had_marketplace {
+            let ctx = agora_domain::escrow::Context {
+                now,
+                actor: agora_domain::escrow::Actor::System,
+                chain_height: self.app.tips.bitcoin(),
+                terms: order.terms.escrow_terms(),
+                latest_claim: None,
+            };
+            match SigningGate::sign_payout(&self.app, txn, &mut order, outcome, &ctx).await {
+                Ok(_) => detail.push_str("; the marketplace re-signed"),
+                Err(e) => tracing::warn!(order.id = %id, error = ?e, "the marketplace does not re-sign the bumped payout"),
+            }
+        }
+        orders::save_and_hint(&self.app, txn, &mut order, now).await?;
+        note(txn, id, "PayoutFeeBumped", &detail, now).await.map_err(|e| crate::graphql::errors::ApiError::internal(e.to_string()))?;
+        Ok(())
+    }
+
     /// Asks the chain source for a fee estimate; new payouts use it (clamped
     /// to the configured bounds). A source without an estimate keeps the rate.
     pub async fn refresh_fee_rate(&self) {
@@ -522,6 +598,9 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
             }
             self.refresh_fee_rate().await;
             let stepped = self.step().await;
+            if let Err(e) = self.bump_stuck_payouts().await {
+                tracing::warn!(chain = CHAIN, error = %e, "fee bumps failed");
+            }
             let broadcast = self.broadcast_pending().await;
             match (&stepped, &broadcast) {
                 (Ok(Step::Idle), Ok(_)) => {
