@@ -23,6 +23,7 @@ pub struct Settings {
     /// Where the embedded database and development keys live.
     pub data_dir: PathBuf,
     pub server: ServerSettings,
+    pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub graphql: GraphqlSettings,
@@ -47,6 +48,23 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
 }
 
+/// What the HTTP layer trusts and serves to browsers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is
+    /// believed; from anyone else the header is ignored and the peer address is
+    /// the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Origins browsers may call the API from (exact `scheme://host[:port]`);
+    /// empty: no cross-origin access.
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
+    /// Serve GraphiQL on `GET /graphql`. Defaults to on in development, off in production.
+    pub graphiql: Option<bool>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
@@ -68,9 +86,20 @@ pub struct AuthSettings {
     pub issuer: String,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
-    /// Failed logins per e-mail address allowed per window before RATE_LIMITED.
+    /// Login attempts per (e-mail address, client address) per window before
+    /// RATE_LIMITED; a successful login clears them, and the owner logging in
+    /// from another address is never held back by them.
     pub login_attempts_per_window: u32,
+    /// Login attempts per client address (across e-mail addresses) per window.
+    pub login_attempts_per_client_per_window: u32,
     pub login_window_secs: u64,
+    /// Sign-ups per client address per window.
+    pub signups_per_client_per_window: u32,
+    pub signup_window_secs: u64,
+    /// Password hashes computed at once; defaults to the number of cores.
+    pub hashing_concurrency: Option<usize>,
+    /// How long a login or sign-up waits for a hashing slot before RATE_LIMITED.
+    pub hashing_queue_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +109,11 @@ pub struct GraphqlSettings {
     pub complexity_limit: usize,
     /// Defaults to on in development, off in production.
     pub introspection: Option<bool>,
+    /// "Did you mean …" in validation errors. Defaults to on in development,
+    /// off in production (they reveal the schema).
+    pub suggestions: Option<bool>,
+    /// Subscriptions one WebSocket may hold at once.
+    pub subscriptions_per_socket: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,6 +285,11 @@ impl Default for Settings {
                 workers: None,
                 shutdown_timeout_secs: 30,
             },
+            http: HttpSettings {
+                trusted_proxies: Vec::new(),
+                cors_allowed_origins: Vec::new(),
+                graphiql: None,
+            },
             database: DatabaseSettings {
                 url: None,
                 max_connections: 10,
@@ -263,12 +302,19 @@ impl Default for Settings {
                 access_token_ttl_secs: 15 * 60,
                 refresh_token_ttl_secs: 30 * 24 * 3600,
                 login_attempts_per_window: 10,
+                login_attempts_per_client_per_window: 50,
                 login_window_secs: 15 * 60,
+                signups_per_client_per_window: 10,
+                signup_window_secs: 3600,
+                hashing_concurrency: None,
+                hashing_queue_timeout_ms: 3_000,
             },
             graphql: GraphqlSettings {
                 depth_limit: 12,
                 complexity_limit: 2_000,
                 introspection: None,
+                suggestions: None,
+                subscriptions_per_socket: 20,
             },
             orders: OrderSettings {
                 funding_window_secs: 24 * 3600,
@@ -401,6 +447,14 @@ impl Settings {
 
     pub fn introspection(&self) -> bool {
         self.graphql.introspection.unwrap_or(self.mode == Mode::Development)
+    }
+
+    pub fn suggestions(&self) -> bool {
+        self.graphql.suggestions.unwrap_or(self.mode == Mode::Development)
+    }
+
+    pub fn graphiql(&self) -> bool {
+        self.http.graphiql.unwrap_or(self.mode == Mode::Development)
     }
 }
 

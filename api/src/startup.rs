@@ -14,7 +14,8 @@ use agora_domain::clock::{Clock, SystemClock};
 use agora_escrow::btc::{generate_master, MarketplaceKeyStore};
 
 use crate::auth::jwt::write_private;
-use crate::auth::rate_limit::LoginThrottle;
+use crate::auth::password::HashingPool;
+use crate::auth::rate_limit::Throttle;
 use crate::config::Mode;
 use crate::orders::bitcoin::{p2wpkh, parse_address, parse_network, BitcoinContext};
 use crate::orders::xrpl::XrplContext;
@@ -39,8 +40,11 @@ impl Application {
 
     /// As `build`, with the clock deadlines are judged by.
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir)
+        private_dir(&settings.data_dir)
             .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+        if let Some(path) = sqlite_path(&settings.database_url()) {
+            private_file(&path).with_context(|| format!("cannot create the database file {}", path.display()))?;
+        }
         let jwt = JwtKeys::load(&settings.auth, settings.mode, &settings.data_dir)?;
         let db = agora_persistence::db::connect(&settings.database_url(), settings.database.max_connections)
             .await
@@ -65,10 +69,13 @@ impl Application {
             refresh_ttl: chrono::Duration::seconds(
                 i64::try_from(settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
             ),
-            login_throttle: LoginThrottle::new(
-                settings.auth.login_attempts_per_window,
-                Duration::from_secs(settings.auth.login_window_secs),
-            ),
+            throttle: Throttle::from_settings(&settings.auth),
+            hashing: HashingPool::from_settings(&settings.auth),
+            document_limits: crate::graphql::guard::DocumentLimits::from_settings(&settings.graphql),
+            subscriptions_per_socket: settings.graphql.subscriptions_per_socket.max(1),
+            graphiql: settings.graphiql(),
+            trusted_proxies: crate::http::client::TrustedProxies::parse(&settings.http.trusted_proxies)
+                .map_err(|bad| anyhow::anyhow!("http.trusted_proxies: {bad} is neither an IP address nor a CIDR range"))?,
         });
         let devnets = if settings.devnet_enabled() {
             Some(crate::chains::start_devnets(&settings, state.xrpl.operating.address.as_str()).await?)
@@ -81,14 +88,17 @@ impl Application {
             Duration::from_secs(settings.orders.scheduler_interval_secs.max(1)),
         );
         crate::notifications::dispatcher::spawn(state.clone());
-        let schema = crate::graphql::build(state.clone(), &settings.graphql, settings.introspection());
+        let schema = crate::graphql::build(state.clone(), &settings.graphql, settings.introspection(), settings.suggestions());
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
         let body_limit = settings.server.body_limit_bytes;
         let app_state = state.clone();
+        let cors = http::headers::CorsOrigins(Arc::new(settings.http.cors_allowed_origins.clone()));
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(http::headers::apply))
+                .app_data(web::Data::new(cors.clone()))
                 .app_data(web::Data::new(http::graphql::BodyLimit(body_limit)))
                 .app_data(web::Data::new(schema.clone()))
                 .app_data(web::Data::new(app_state.clone()))
@@ -131,6 +141,54 @@ impl Application {
         let _devnets = self.devnets;
         self.server.await
     }
+}
+
+/// Creates `dir` (and its parents) if needed and makes it owner-only (0700).
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes an existing file owner-only (0600).
+pub fn make_private(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Creates `path` empty and owner-only if it does not exist, and makes it
+/// owner-only if it does. SQLite gives its `-wal` and `-shm` files the
+/// database file's permissions, so they are owner-only too.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?;
+    make_private(path)
+}
+
+/// The file of a `sqlite://` URL (`None` for in-memory databases and other backends).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
 }
 
 const DEV_BITCOIN_KEY_FILE: &str = "bitcoin-marketplace.xprv";

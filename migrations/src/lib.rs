@@ -12,6 +12,7 @@ mod m20261121_000006_create_disputes;
 mod m20261121_000007_create_reviews;
 mod m20261121_000008_create_metering;
 mod m20261202_000001_add_dispute_decision_escalation;
+mod m20261202_120000_create_rate_limits;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000007_create_reviews::Migration),
             Box::new(m20261121_000008_create_metering::Migration),
             Box::new(m20261202_000001_add_dispute_decision_escalation::Migration),
+            Box::new(m20261202_120000_create_rate_limits::Migration),
         ]
     }
 }

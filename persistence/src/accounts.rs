@@ -126,6 +126,16 @@ pub async fn grant_role<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Removes `role`; whether the user had it.
+pub async fn revoke_role<C: ConnectionTrait>(db: &C, user_id: Uuid, role: Role) -> Result<bool, StoreError> {
+    let done = user_roles::Entity::delete_many()
+        .filter(user_roles::Column::UserId.eq(user_id))
+        .filter(user_roles::Column::Role.eq(role.code()))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected > 0)
+}
+
 pub async fn set_password_hash<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,

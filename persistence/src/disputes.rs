@@ -157,7 +157,8 @@ pub async fn cases_of_arbitrator<C: ConnectionTrait>(db: &C, arbitrator_id: Uuid
         .filter(
             sea_orm::Condition::any()
                 .add(disputes::Column::ArbitratorId.eq(arbitrator_id))
-                .add(disputes::Column::FirstArbitratorId.eq(arbitrator_id)),
+                .add(disputes::Column::FirstArbitratorId.eq(arbitrator_id))
+                .add(disputes::Column::DecidedBy.eq(arbitrator_id)),
         )
         .order_by_asc(disputes::Column::Id)
         .all(db)

@@ -11,6 +11,7 @@ pub mod listings;
 pub mod metering;
 pub mod notifications;
 pub mod orders;
+pub mod rate_limits;
 pub mod reviews;
 
 pub use error::StoreError;

@@ -25,9 +25,32 @@ async fn registration_rejects_bad_input_and_duplicates(app: TestApp) {
     assert_eq!(short.error()["extensions"]["reason"], "TOO_SHORT");
     let bad_email = app.gql(q, json!({"i": {"email": "not-an-email", "password": PASSWORD}}), None).await;
     assert_eq!(bad_email.error()["extensions"]["field"], "input.email");
-    app.register("dup@example.org").await;
-    let dup = app.gql(q, json!({"i": {"email": "DUP@example.org", "password": PASSWORD}}), None).await;
-    assert_eq!(dup.error_code(), Some("CONFLICT"));
+    let first = app.register("dup@example.org").await;
+    // A second sign-up looks exactly like a first one, so it tells nobody
+    // whether the address has an account; the account itself is untouched.
+    let q = "mutation($i: RegisterInput!) { register(input: $i) { user { id email roles provider { id } escrowKeys { id } } } }";
+    let dup = app
+        .gql(q, json!({"i": {"email": "DUP@example.org", "password": "another long passphrase"}}), None)
+        .await
+        .ok();
+    let fresh = app
+        .gql(q, json!({"i": {"email": "fresh@example.org", "password": "another long passphrase"}}), None)
+        .await
+        .ok();
+    assert_eq!(dup["register"]["user"]["email"], "dup@example.org");
+    assert_ne!(dup["register"]["user"]["id"], first["register"]["user"]["id"]);
+    let shape = |v: &serde_json::Value| {
+        let u = &v["register"]["user"];
+        (u["roles"].clone(), u["provider"].clone(), u["escrowKeys"].clone())
+    };
+    assert_eq!(shape(&dup), shape(&fresh));
+    let login = "mutation($i: LoginInput!) { login(input: $i) { user { id } } }";
+    let wrong = app
+        .gql(login, json!({"i": {"email": "dup@example.org", "password": "another long passphrase"}}), None)
+        .await;
+    assert_eq!(wrong.error_code(), Some("UNAUTHENTICATED"));
+    let owner = app.login("dup@example.org").await;
+    assert_eq!(json!(owner.user_id), first["register"]["user"]["id"]);
 }
 
 async fn login_with_a_wrong_password_is_unauthenticated(app: TestApp) {

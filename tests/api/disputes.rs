@@ -366,3 +366,64 @@ on_both_backends!(
     of_two_concurrent_decisions_exactly_one_stands,
     a_split_share_below_dust_is_dropped_and_the_payout_stays_valid,
 );
+
+async fn reassign(app: &TestApp, dispute: &Value, arbitrator: &Session, admin: &Session) -> GqlResponse {
+    let q = "mutation($i: ReassignDisputeInput!) { reassignDispute(input: $i) { dispute { arbitratorId } } }";
+    app.gql(q, json!({"i": {"disputeId": dispute["id"], "arbitratorId": arbitrator.user_id}}), Some(&admin.access_token))
+        .await
+}
+
+async fn an_admin(app: &TestApp, name: &str) -> Session {
+    let admin = app.new_user(name).await;
+    app.make_admin(&admin.email).await;
+    admin
+}
+
+async fn a_decided_case_stays_with_its_decider_and_its_appeal_goes_to_another(app: TestApp) {
+    let (p, first, _order, d) = disputed(&app).await;
+    let second = arbitrator(&app, "second").await;
+    let admin = an_admin(&app, "boss").await;
+    decide(&app, &d, 2_000, &first.access_token, None).await.ok();
+    // Moving a decided case would credit the wrong arbitrator and send the
+    // appeal back to the one who decided.
+    let moved = reassign(&app, &d, &second, &admin).await;
+    assert_eq!((moved.error_code(), reason(&moved).as_str()), (Some("CONFLICT"), "WRONG_STATE"), "{:?}", moved.body);
+    let appealed = appeal(&app, &d, &p.buyer.access_token).await.ok()["appealDecision"]["dispute"].clone();
+    assert_eq!(appealed["arbitratorId"], json!(second.user_id));
+    // While the appeal is undecided it may move, but never to the first decider.
+    let back = reassign(&app, &d, &first, &admin).await;
+    assert_eq!(reason(&back), "FIRST_ARBITRATOR", "{:?}", back.body);
+    let q = "query($id: ID!) { arbitratorRecord(userId: $id) { casesDecided appeals } }";
+    let record = app.gql(q, json!({"id": first.user_id}), Some(&p.buyer.access_token)).await.ok()["arbitratorRecord"].clone();
+    assert_eq!((record["casesDecided"].clone(), record["appeals"].clone()), (json!(1), json!(1)));
+    let record = app.gql(q, json!({"id": second.user_id}), Some(&p.buyer.access_token)).await.ok()["arbitratorRecord"].clone();
+    assert_eq!(record["casesDecided"], 0);
+}
+
+async fn an_arbitrator_whose_role_was_removed_loses_its_cases(app: TestApp) {
+    let (p, arb, _order, d) = disputed(&app).await;
+    let admin = an_admin(&app, "boss").await;
+    assert!(view(&app, &d, &arb.access_token).await.body.get("errors").is_none());
+    let q = "mutation($i: RevokeRoleInput!) { revokeRole(input: $i) { revoked user { roles } } }";
+    let revoked = app
+        .gql(q, json!({"i": {"userId": arb.user_id, "role": "ARBITRATOR"}}), Some(&admin.access_token))
+        .await
+        .ok();
+    assert_eq!(revoked["revokeRole"]["revoked"], true);
+    assert!(!revoked["revokeRole"]["user"]["roles"].as_array().unwrap().contains(&json!("ARBITRATOR")));
+    let seen = view(&app, &d, &arb.access_token).await.ok();
+    assert!(seen["dispute"].is_null(), "{seen}");
+    let said = statement(&app, &d, "Still here.", &arb.access_token).await;
+    assert_eq!(said.error_code(), Some("NOT_FOUND"), "{:?}", said.body);
+    // Only admins revoke roles; the parties still see their case.
+    let refused = app
+        .gql(q, json!({"i": {"userId": arb.user_id, "role": "ARBITRATOR"}}), Some(&p.buyer.access_token))
+        .await;
+    assert_eq!(refused.error_code(), Some("FORBIDDEN"));
+    assert!(view(&app, &d, &p.buyer.access_token).await.body.get("errors").is_none());
+}
+
+on_both_backends!(
+    a_decided_case_stays_with_its_decider_and_its_appeal_goes_to_another,
+    an_arbitrator_whose_role_was_removed_loses_its_cases,
+);

@@ -12,6 +12,7 @@ mod devnet_xrpl;
 mod orders_btc;
 mod orders_xrpl;
 mod reputation;
+mod hardening;
 mod http;
 mod listings;
 mod metered;

@@ -115,12 +115,14 @@ fn role_name(actor: Actor) -> &'static str {
     }
 }
 
-/// Who may see a dispute: its parties, its arbitrator (current or first), admins.
+/// Who may see a dispute: its parties, its arbitrator (current or first) while
+/// still an arbitrator, admins.
 pub fn may_view(viewer: &Viewer, dispute: &DisputeRecord, order: &Order) -> bool {
-    order.actor_of(viewer.user_id).is_some()
-        || dispute.arbitrator_id == Some(viewer.user_id)
-        || dispute.first_arbitrator_id == Some(viewer.user_id)
-        || viewer.has(Role::Admin)
+    let arbitrates = dispute.arbitrator_id == Some(viewer.user_id) || dispute.first_arbitrator_id == Some(viewer.user_id);
+    let is_party = order
+        .actor_of(viewer.user_id)
+        .is_some_and(|a| matches!(a, Actor::Buyer | Actor::Provider));
+    is_party || (arbitrates && viewer.has(Role::Arbitrator)) || viewer.has(Role::Admin)
 }
 
 /// Loads a dispute the viewer may see (NOT_FOUND otherwise) with its order.
@@ -333,7 +335,7 @@ pub async fn add_statement(
     let (mut dispute, order) = load_for(&txn, viewer, dispute_id).await?;
     let role = match order.actor_of(viewer.user_id) {
         Some(a @ (Actor::Buyer | Actor::Provider)) => role_name(a),
-        _ if dispute.arbitrator_id == Some(viewer.user_id) => "arbitrator",
+        _ if dispute.arbitrator_id == Some(viewer.user_id) && viewer.has(Role::Arbitrator) => "arbitrator",
         _ => return Err(ApiError::forbidden("WRONG_ROLE", "only the parties and the assigned arbitrator add statements")),
     };
     if dispute.status == "final" {
@@ -489,8 +491,13 @@ pub async fn appeal(app: &AppState, viewer: &Viewer, dispute_id: Uuid, statement
     if dispute.appeal_by.is_some_and(|by| now > by) {
         return Err(ApiError::conflict("DEADLINE_PASSED", "the appeal window has closed"));
     }
-    let first = dispute.arbitrator_id;
-    let exclude: Vec<Uuid> = [Some(order.record.buyer_id), Some(order.record.provider_id), first].into_iter().flatten().collect();
+    // The appeal goes to someone other than whoever made the first decision
+    // (and other than the case's current holder, should they differ).
+    let first = dispute.decided_by.or(dispute.arbitrator_id);
+    let exclude: Vec<Uuid> = [Some(order.record.buyer_id), Some(order.record.provider_id), first, dispute.arbitrator_id]
+        .into_iter()
+        .flatten()
+        .collect();
     let second = store::least_busy_arbitrator(&txn, &exclude).await?;
     dispute.first_arbitrator_id = first;
     dispute.first_decision_bps = dispute.decision_bps.take();
@@ -545,10 +552,15 @@ pub async fn reassign(app: &AppState, viewer: &Viewer, dispute_id: Uuid, arbitra
     if !roles.contains(&Role::Arbitrator) {
         return Err(ApiError::bad_input("input.arbitratorId", "NOT_ARBITRATOR", "that account is not an arbitrator"));
     }
-    if dispute.status == "final" {
-        return Err(ApiError::conflict("WRONG_STATE", "the dispute is decided for good"));
+    // A decided case keeps its decider: moving it would credit someone else
+    // and could hand the appeal back to the first decider.
+    if !matches!(dispute.status.as_str(), "open" | "appealed") {
+        return Err(ApiError::conflict(
+            "WRONG_STATE",
+            format!("the dispute is {}; only an undecided case is reassigned", dispute.status),
+        ));
     }
-    if dispute.first_arbitrator_id == Some(arbitrator_id) {
+    if dispute.first_arbitrator_id == Some(arbitrator_id) || (dispute.round == 2 && dispute.decided_by == Some(arbitrator_id)) {
         return Err(ApiError::bad_input("input.arbitratorId", "FIRST_ARBITRATOR", "an appeal goes to a different arbitrator"));
     }
     dispute.arbitrator_id = Some(arbitrator_id);

@@ -114,7 +114,9 @@ impl UserObject {
     }
 
     async fn roles(&self, ctx: &Context<'_>) -> ApiResult<Vec<RoleGql>> {
-        let roles = accounts::roles_of(&state(ctx).db, self.0.id).await?;
+        let mut roles = accounts::roles_of(&state(ctx).db, self.0.id).await?;
+        // Everyone is a buyer.
+        roles.insert(Role::Buyer);
         Ok(roles.into_iter().map(RoleGql::from).collect())
     }
 
@@ -223,6 +225,20 @@ pub struct GrantRolePayload {
 }
 
 #[derive(InputObject)]
+pub struct RevokeRoleInput {
+    pub user_id: ID,
+    /// ARBITRATOR or ADMIN.
+    pub role: RoleGql,
+}
+
+#[derive(SimpleObject)]
+pub struct RevokeRolePayload {
+    pub user: UserObject,
+    /// Whether the user had the role.
+    pub revoked: bool,
+}
+
+#[derive(InputObject)]
 pub struct RegisterEscrowKeyInput {
     pub chain: Chain,
     /// Bitcoin: a compressed public key (66 hex characters) or an xpub/tpub.
@@ -273,14 +289,33 @@ impl AccountMutation {
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> ApiResult<RegisterPayload> {
         let email = EmailAddress::parse(&input.email).map_err(|e| ApiError::invalid("input", e))?;
         let password = Password::parse(&input.password).map_err(|e| ApiError::invalid("input", e))?;
-        let hash = password::hash(password).await.map_err(ApiError::internal)?;
-        let db = &state(ctx).db;
+        check_password_policy(password.expose())?;
+        let app = state(ctx);
+        app.throttle
+            .signup(&app.db, client_addr(ctx), now().timestamp())
+            .await
+            .map_err(throttle_error)?;
+        let hash = app.hashing.hash(password).await.map_err(hashing_error)?;
+        let db = &app.db;
         let id = Uuid::now_v7();
         let now = now();
         let txn = db.begin().await?;
         match accounts::insert_user(&txn, id, email.as_str(), &hash, now).await {
             Err(StoreError::Duplicate) => {
-                return Err(ApiError::Conflict("an account with this e-mail already exists".into()))
+                // The same answer as for a new account, so that sign-up does not
+                // tell who has one: an account that was never stored (its id
+                // resolves to nothing; logging in with this password fails).
+                // The work done (the hash) is the same either way.
+                drop(txn);
+                tracing::info!("sign-up for an e-mail address that has an account");
+                return Ok(RegisterPayload {
+                    user: UserObject(UserRecord {
+                        id,
+                        email: email.as_str().to_owned(),
+                        password_hash: String::new(),
+                        created_at: now,
+                    }),
+                });
             }
             other => other?,
         }
@@ -291,24 +326,27 @@ impl AccountMutation {
     }
 
     /// Starts a session: a short-lived access token and a refresh token.
+    /// Attempts are limited per (account, client address) and per client
+    /// address; a correct password from another address is never held back.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> ApiResult<AuthPayload> {
         let app = state(ctx);
         let key = input.email.trim().to_lowercase();
-        app.login_throttle.check(&key).map_err(|retry| ApiError::RateLimited {
-            retry_after_secs: retry.as_secs().max(1),
-        })?;
-        let user = accounts::find_user_by_email(&app.db, &key).await?;
-        let ok = password::verify(input.password, user.as_ref().map(|u| u.password_hash.clone()))
+        let attempt = app
+            .throttle
+            .login_attempt(&app.db, &key, client_addr(ctx), now().timestamp())
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(throttle_error)?;
+        let user = accounts::find_user_by_email(&app.db, &key).await?;
+        let ok = app
+            .hashing
+            .verify(input.password, user.as_ref().map(|u| u.password_hash.clone()))
+            .await
+            .map_err(hashing_error)?;
         let user = match (ok, user) {
             (true, Some(user)) => user,
-            _ => {
-                app.login_throttle.record_failure(&key);
-                return Err(ApiError::Unauthenticated("wrong e-mail or password".into()));
-            }
+            _ => return Err(ApiError::Unauthenticated("wrong e-mail or password".into())),
         };
-        app.login_throttle.record_success(&key);
+        app.throttle.login_succeeded(&app.db, attempt).await?;
         start_session(app, user, Uuid::now_v7()).await
     }
 
@@ -381,6 +419,35 @@ impl AccountMutation {
         accounts::grant_role(db, user_id, role, Some(admin.user_id), now()).await?;
         tracing::info!(user.id = %user_id, admin.id = %admin.user_id, role = role.code(), "role granted");
         Ok(GrantRolePayload { user: UserObject(user) })
+    }
+
+    /// Admins only: removes the arbitrator (or admin) role. A former arbitrator
+    /// no longer sees its cases, and its subscriptions that needed the role end.
+    async fn revoke_role(&self, ctx: &Context<'_>, input: RevokeRoleInput) -> ApiResult<RevokeRolePayload> {
+        let admin = viewer(ctx).await?;
+        admin.require(Role::Admin)?;
+        let role = Role::from(input.role);
+        if !role.is_grantable() {
+            return Err(ApiError::bad_input(
+                "input.role",
+                "NOT_GRANTABLE",
+                "input.role: only ARBITRATOR and ADMIN are granted and revoked",
+            ));
+        }
+        let user_id = expect(NodeType::User, &input.user_id, "input.userId")?;
+        if user_id == admin.user_id && role == Role::Admin {
+            return Err(ApiError::conflict("SELF", "an admin cannot revoke its own admin role"));
+        }
+        let db = &state(ctx).db;
+        let user = accounts::find_user(db, user_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+        let revoked = accounts::revoke_role(db, user_id, role).await?;
+        tracing::info!(user.id = %user_id, admin.id = %admin.user_id, role = role.code(), revoked, "role revoked");
+        Ok(RevokeRolePayload {
+            user: UserObject(user),
+            revoked,
+        })
     }
 
     /// Registers a public key the account will sign escrows with.
@@ -498,6 +565,57 @@ async fn issue_tokens<C: sea_orm::ConnectionTrait>(
         refresh_token_expires_at: record.expires_at,
         user: UserObject(user),
     })
+}
+
+/// The client address of the request, when it came over HTTP.
+fn client_addr(ctx: &Context<'_>) -> Option<std::net::IpAddr> {
+    ctx.data_opt::<crate::http::client::ClientAddr>().map(|c| c.0)
+}
+
+fn throttle_error(e: crate::auth::rate_limit::ThrottleError) -> ApiError {
+    match e {
+        crate::auth::rate_limit::ThrottleError::Limited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
+        crate::auth::rate_limit::ThrottleError::Store(e) => e.into(),
+    }
+}
+
+fn hashing_error(e: password::PasswordError) -> ApiError {
+    match e {
+        password::PasswordError::Busy { retry_after } => ApiError::RateLimited {
+            retry_after_secs: retry_after.as_secs().max(1),
+        },
+        other => ApiError::internal(other),
+    }
+}
+
+/// The most common passwords of at least 12 characters, refused at sign-up.
+const COMMON_PASSWORDS: &[&str] = &[
+    "123456789012", "1234567890123", "12345678901234", "123456789123", "111111111111", "000000000000",
+    "qwertyuiopas", "qwertyuiop123", "qwerty123456", "1q2w3e4r5t6y", "1qaz2wsx3edc", "password1234",
+    "password12345", "password123!", "passwordpassword", "iloveyou1234", "abcdefghijkl", "abc123456789",
+    "aaaaaaaaaaaa", "letmein12345", "welcome12345", "administrator", "adminadmin123", "changeme1234",
+    "football1234", "baseball1234", "superman1234", "princess1234", "sunshine1234", "trustno1trustno1",
+    "zaq12wsxcde3", "asdfghjkl123", "monkey123456", "dragon123456", "master123456",
+];
+
+/// Refuses passwords of only whitespace, of a single repeated character, and
+/// the most common ones (compared case-insensitively, ignoring spaces).
+fn check_password_policy(password: &str) -> ApiResult<()> {
+    let weak = |message: &str| ApiError::bad_input("input.password", "TOO_WEAK", format!("input.password: {message}"));
+    if password.trim().is_empty() {
+        return Err(weak("a password of only whitespace is not allowed"));
+    }
+    let mut chars = password.chars();
+    if let Some(first) = chars.next() {
+        if chars.all(|c| c == first) {
+            return Err(weak("a single repeated character is not a password"));
+        }
+    }
+    let normalized: String = password.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect();
+    if COMMON_PASSWORDS.contains(&normalized.as_str()) {
+        return Err(weak("this is one of the most common passwords; choose another"));
+    }
+    Ok(())
 }
 
 /// Whether `viewer` may see the account `user_id` (itself, or an admin).

@@ -11,7 +11,8 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use super::errors::{ApiError, ApiResult};
-use crate::auth::rate_limit::LoginThrottle;
+use crate::auth::password::HashingPool;
+use crate::auth::rate_limit::Throttle;
 use crate::config::{BitcoinSettings, OrderSettings, XrplSettings};
 use crate::orders::xrpl::XrplContext;
 use crate::orders::bitcoin::BitcoinContext;
@@ -23,7 +24,17 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub jwt: JwtKeys,
     pub refresh_ttl: chrono::Duration,
-    pub login_throttle: LoginThrottle,
+    /// Login and sign-up counts, shared by every replica through the database.
+    pub throttle: Throttle,
+    /// Bounds concurrent password hashing.
+    pub hashing: HashingPool,
+    /// What `graphql::guard` refuses before validation.
+    pub document_limits: super::guard::DocumentLimits,
+    pub subscriptions_per_socket: usize,
+    /// Whether `GET /graphql` serves GraphiQL.
+    pub graphiql: bool,
+    /// Whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: crate::http::client::TrustedProxies,
     /// The time deadlines are judged by (tests move it forward).
     pub clock: Arc<dyn Clock>,
     pub bitcoin: BitcoinContext,

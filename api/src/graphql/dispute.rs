@@ -289,6 +289,15 @@ pub struct ArbitratorRecordGql {
     pub appeals_overturned: u32,
 }
 
+/// Whose case a dispute is: whoever decided it once decided, else its assignee.
+fn case_holder(d: &DisputeRecord) -> Option<uuid::Uuid> {
+    if d.decided_at.is_some() {
+        d.decided_by.or(d.arbitrator_id)
+    } else {
+        d.arbitrator_id
+    }
+}
+
 /// The cases of `arbitrator` as the reputation rules count them: a first
 /// decision carries its appeal; an appeal is the second arbitrator's own case.
 fn arbitrated_cases(arbitrator: uuid::Uuid, disputes: &[DisputeRecord]) -> Vec<agora_domain::reputation::ArbitratedCase> {
@@ -310,7 +319,7 @@ fn arbitrated_cases(arbitrator: uuid::Uuid, disputes: &[DisputeRecord]) -> Vec<a
                         final_provider_bps: if d.status == "final" { bps(d.decision_bps) } else { None },
                     }),
                 })
-            } else if d.arbitrator_id == Some(arbitrator) {
+            } else if case_holder(d) == Some(arbitrator) {
                 Some(ArbitratedCase {
                     case_id: d.id,
                     assigned_at: if d.round == 2 { d.appealed_at.unwrap_or(d.opened_at) } else { d.opened_at },

@@ -5,6 +5,7 @@ pub mod context;
 pub mod dispute;
 pub mod errors;
 pub mod follow;
+pub mod guard;
 pub mod listing;
 pub mod loaders;
 pub mod metered;
@@ -107,10 +108,15 @@ pub fn builder(settings: &GraphqlSettings, introspection: bool) -> async_graphql
     builder
 }
 
-/// The schema wired to the application's state.
-pub fn build(state: Arc<AppState>, settings: &GraphqlSettings, introspection: bool) -> AgoraSchema {
+/// The schema wired to the application's state. Without `suggestions`,
+/// validation errors do not offer "did you mean" names (they reveal the schema).
+pub fn build(state: Arc<AppState>, settings: &GraphqlSettings, introspection: bool, suggestions: bool) -> AgoraSchema {
     let db = state.db.clone();
-    builder(settings, introspection)
+    let mut builder = builder(settings, introspection);
+    if !suggestions {
+        builder = builder.disable_suggestions();
+    }
+    builder
         .data(state)
         .data(DataLoader::new(ProviderLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(ListingLoader(db.clone()), tokio::spawn))

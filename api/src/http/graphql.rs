@@ -20,7 +20,8 @@ use async_graphql::{Request, Response, Value};
 use serde::Deserialize;
 
 use crate::graphql::context::{AppState, RequestAuth};
-use crate::graphql::AgoraSchema;
+use crate::graphql::{guard, AgoraSchema};
+use crate::http::socket::{SocketExecutor, SocketSession};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
@@ -99,6 +100,14 @@ fn is_request_error(response: &Response) -> bool {
         && response.errors.iter().all(|e| e.path.is_empty())
 }
 
+/// Whether async-graphql raised `message` while coercing an input value
+/// (the prefixes of its `InputValueError`s).
+fn is_input_coercion_error(message: &str) -> bool {
+    ["Failed to parse \"", "Invalid value for argument", "Expected input type \""]
+        .iter()
+        .any(|prefix| message.starts_with(prefix))
+}
+
 /// Gives every error a stable `extensions.code`.
 fn label_errors(response: &mut Response, query: &str) {
     let request_error = is_request_error(response);
@@ -115,6 +124,14 @@ fn label_errors(response: &mut Response, query: &str) {
             "GRAPHQL_PARSE_FAILED"
         } else if request_error {
             "GRAPHQL_VALIDATION_FAILED"
+        } else if is_input_coercion_error(&error.message) {
+            // An argument that does not fit its type (an Int beyond 32 bits,
+            // a negative where only positives go): the client's input.
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("reason", "INVALID_VALUE");
+            "BAD_USER_INPUT"
         } else {
             // An error raised outside our resolvers (e.g. by async-graphql itself).
             tracing::error!(error.message = %error.message, "unlabelled GraphQL error");
@@ -135,8 +152,14 @@ async fn execute(
     request: Request,
 ) -> HttpResponse {
     let query = request.query.clone();
-    let request = request.data(bearer(req, state));
-    let mut response = schema.execute(request).await;
+    let mut request = request.data(bearer(req, state));
+    if let Some(client) = state.trusted_proxies.client(req) {
+        request = request.data(client);
+    }
+    let mut response = match guard::check(&mut request, state.document_limits) {
+        Ok(()) => schema.execute(request).await,
+        Err(refusal) => Response::from_errors(vec![refusal.into_server_error()]),
+    };
     label_errors(&mut response, &query);
     let failed_before_execution = is_request_error(&response);
     let status = if media == MediaType::GraphqlResponse && failed_before_execution {
@@ -278,7 +301,12 @@ pub async fn get(
 ) -> HttpResponse {
     let params = params.into_inner();
     let Some(query) = params.query.filter(|_| !wants_html(&req)) else {
-        return graphiql();
+        if state.graphiql {
+            return graphiql();
+        }
+        return HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("GraphiQL is disabled here; POST GraphQL requests to /graphql");
     };
     let Some(media) = negotiate(&req) else {
         return HttpResponse::NotAcceptable().finish();
@@ -320,7 +348,8 @@ pub async fn get(
 
 /// `GET /graphql/ws`: subscriptions over WebSocket (graphql-transport-ws, and
 /// the older graphql-ws). Authenticate in `connection_init`:
-/// `{"Authorization": "Bearer <accessToken>"}`.
+/// `{"Authorization": "Bearer <accessToken>"}`; renew the token before it
+/// expires with a `ping` carrying the same payload (see `socket`).
 pub async fn subscriptions(
     req: HttpRequest,
     payload: web::Payload,
@@ -328,19 +357,46 @@ pub async fn subscriptions(
     state: web::Data<Arc<AppState>>,
 ) -> actix_web::Result<HttpResponse> {
     let app = state.get_ref().clone();
-    async_graphql_actix_web::GraphQLSubscription::new(AgoraSchema::clone(&schema))
+    let session = Arc::new(SocketSession::default());
+    let executor = SocketExecutor {
+        schema: AgoraSchema::clone(&schema),
+        app: app.clone(),
+        session: session.clone(),
+    };
+    let client = app.trusted_proxies.client(&req);
+    let (init_app, init_session) = (app.clone(), session.clone());
+    let (ping_app, ping_session) = (app, session);
+    async_graphql_actix_web::GraphQLSubscription::new(executor)
         .on_connection_init(move |value| async move {
-            let token = value
-                .get("Authorization")
-                .or_else(|| value.get("authorization"))
-                .and_then(|v| v.as_str())
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-                .map(|t| app.jwt.verify(t.trim()));
+            init_session.start(socket_token(&value).map(|t| init_app.jwt.verify(t)));
             let mut data = async_graphql::Data::default();
-            data.insert(RequestAuth::new(token));
+            if let Some(client) = client {
+                data.insert(client);
+            }
             Ok(data)
         })
+        .on_ping(move |_, payload| async move {
+            let Some(token) = payload.as_ref().and_then(socket_token) else {
+                return Ok(None);
+            };
+            let claims = ping_app
+                .jwt
+                .verify(token)
+                .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+            ping_session.renew(claims).map_err(async_graphql::Error::new)?;
+            Ok(None)
+        })
         .start(&req, payload)
+}
+
+/// The bearer token of a `connection_init` or `ping` payload.
+fn socket_token(value: &serde_json::Value) -> Option<&str> {
+    value
+        .get("Authorization")
+        .or_else(|| value.get("authorization"))
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
 }
 
 /// Any other method on `/graphql`.
@@ -350,9 +406,13 @@ pub async fn method_not_allowed() -> HttpResponse {
         .finish()
 }
 
+/// GraphiQL loads its scripts and styles from unpkg; nothing else may run.
+const GRAPHIQL_CSP: &str = "default-src 'none'; script-src 'unsafe-inline' https://unpkg.com; style-src 'unsafe-inline' https://unpkg.com; font-src https://unpkg.com data:; img-src 'self' data: https://unpkg.com; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'";
+
 fn graphiql() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, GRAPHIQL_CSP))
         .body(GraphiQLSource::build().endpoint("/graphql").title("Agora GraphiQL").finish())
 }
 

@@ -14,7 +14,8 @@ use crate::config::NotificationSettings;
 pub enum MailTransport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     /// One `.eml` file per e-mail.
-    File(AsyncFileTransport<Tokio1Executor>),
+    /// The transport and its directory (owner-only, like its files).
+    File(AsyncFileTransport<Tokio1Executor>, std::path::PathBuf),
 }
 
 /// Why an e-mail was not sent.
@@ -49,9 +50,9 @@ impl MailTransport {
             }
             None => {
                 let dir = data_dir.join("mail");
-                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                crate::startup::private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
                 tracing::info!(mail.dir = %dir.display(), "no SMTP server configured: e-mails are written as files");
-                Ok(MailTransport::File(AsyncFileTransport::new(dir)))
+                Ok(MailTransport::File(AsyncFileTransport::new(dir.clone()), dir))
             }
         }
     }
@@ -65,11 +66,12 @@ impl MailTransport {
                     SendError::Temporary(e.to_string())
                 }
             }),
-            MailTransport::File(file) => file
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| SendError::Temporary(e.to_string())),
+            MailTransport::File(file, dir) => {
+                let id = file.send(message).await.map_err(|e| SendError::Temporary(e.to_string()))?;
+                // E-mails hold personal data: readable by the owner only.
+                crate::startup::make_private(&dir.join(format!("{id}.eml")))
+                    .map_err(|e| SendError::Temporary(format!("cannot restrict the e-mail file: {e}")))
+            }
         }
     }
 }
