@@ -4,7 +4,8 @@
 //! - the response type is negotiated on `Accept`: `application/graphql-response+json`
 //!   (the spec's type; 400 for requests that fail to parse or validate) or
 //!   `application/json` (the legacy type; 200 with `errors`, as the spec requires
-//!   for it); a missing `Accept` means `application/json`; neither acceptable → 406;
+//!   for it); a missing `Accept` or a wildcard (`*/*`, `application/*`) means
+//!   `application/json`; neither acceptable → 406;
 //! - bodies above `server.body_limit_bytes` get 413;
 //! - `GET /graphql?query=…` runs queries (never mutations: 405); a browser's
 //!   `GET /graphql` gets GraphiQL.
@@ -57,10 +58,12 @@ fn negotiate(req: &HttpRequest) -> Option<MediaType> {
             continue;
         }
         // Exact matches beat wildcards at the same q; the spec's type wins ties.
+        // A wildcard means a client that names no GraphQL type, so it gets the
+        // legacy `application/json` (spec §6.4.1, as for a missing `Accept`).
         let candidate = match media.as_str() {
             GRAPHQL_RESPONSE => Some((3, MediaType::GraphqlResponse)),
             JSON => Some((2, MediaType::Json)),
-            "application/*" | "*/*" => Some((1, MediaType::GraphqlResponse)),
+            "application/*" | "*/*" => Some((1, MediaType::Json)),
             _ => None,
         };
         if let Some((rank, media)) = candidate {
@@ -378,7 +381,10 @@ mod tests {
             accept("application/graphql-response+json;q=0.5, application/json"),
             Some(MediaType::Json)
         );
-        assert_eq!(accept("*/*"), Some(MediaType::GraphqlResponse));
+        assert_eq!(accept("*/*"), Some(MediaType::Json));
+        assert_eq!(accept("application/*"), Some(MediaType::Json));
+        assert_eq!(accept("*/*, application/graphql-response+json"), Some(MediaType::GraphqlResponse));
+        assert_eq!(accept("application/graphql-response+json;q=0.1, */*"), Some(MediaType::Json));
         assert_eq!(accept("text/html"), None);
         assert_eq!(accept("application/json;q=0"), None);
     }
