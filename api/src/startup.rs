@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service as _};
 use actix_web::{web, App, HttpServer};
 use agora_migrations::{Migrator, MigratorTrait};
 use anyhow::Context as _;
@@ -69,6 +69,7 @@ impl Application {
                 settings.auth.login_attempts_per_window,
                 Duration::from_secs(settings.auth.login_window_secs),
             ),
+            metrics: Arc::new(crate::metrics::Metrics::new(settings.database.max_connections)?),
         });
         let devnets = if settings.devnet_enabled() {
             Some(crate::chains::start_devnets(&settings, state.xrpl.operating.address.as_str()).await?)
@@ -88,7 +89,18 @@ impl Application {
         let body_limit = settings.server.body_limit_bytes;
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
+            let metrics = app_state.metrics.clone();
             App::new()
+                .wrap_fn(move |req, srv| {
+                    let path = req.path().to_owned();
+                    let metrics = metrics.clone();
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        metrics.http_response(&path, response.status().as_u16());
+                        Ok(response)
+                    }
+                })
                 .app_data(web::Data::new(http::graphql::BodyLimit(body_limit)))
                 .app_data(web::Data::new(schema.clone()))
                 .app_data(web::Data::new(app_state.clone()))
@@ -98,6 +110,7 @@ impl Application {
                 .route("/graphql", web::route().to(http::graphql::method_not_allowed))
                 .route("/healthz", web::get().to(http::health::healthz))
                 .route("/readyz", web::get().to(http::health::readyz))
+                .route("/metrics", web::get().to(crate::metrics::endpoint))
         })
         .listen(listener)?
         .shutdown_timeout(settings.server.shutdown_timeout_secs);

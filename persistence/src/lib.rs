@@ -12,5 +12,6 @@ pub mod metering;
 pub mod notifications;
 pub mod orders;
 pub mod reviews;
+pub mod stats;
 
 pub use error::StoreError;

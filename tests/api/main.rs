@@ -14,6 +14,7 @@ mod reputation;
 mod http;
 mod listings;
 mod metered;
+mod metrics;
 mod notifications;
 mod schema;
 mod search;

@@ -111,6 +111,7 @@ pub fn builder(settings: &GraphqlSettings, introspection: bool) -> async_graphql
 pub fn build(state: Arc<AppState>, settings: &GraphqlSettings, introspection: bool) -> AgoraSchema {
     let db = state.db.clone();
     builder(settings, introspection)
+        .extension(crate::metrics::GraphqlMetrics(state.metrics.clone()))
         .data(state)
         .data(DataLoader::new(ProviderLoader(db.clone()), tokio::spawn))
         .data(DataLoader::new(ListingLoader(db.clone()), tokio::spawn))
