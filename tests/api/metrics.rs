@@ -160,6 +160,19 @@ async fn metrics_move_with_real_traffic(backend: Backend) {
     assert_eq!(last.get("agora_outbox_pending", &[]), 0.0);
     assert_eq!(last.get("agora_outbox_oldest_pending_age_seconds", &[]), 0.0);
     assert!(last.get("agora_http_responses_total", &[("route", "/metrics"), ("status", "200")]) >= 3.0);
+
+    // Every metric the Grafana dashboard plots is one the server serves.
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana-dashboard.json")).unwrap();
+    let served: Vec<&str> = last.0.iter().map(|(name, _, _)| name.as_str()).collect();
+    let mut plotted = 0;
+    for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if let Some(name) = word.strip_prefix("agora_") {
+            let family = format!("agora_{name}");
+            assert!(served.iter().any(|s| s.starts_with(family.trim_end_matches("_bucket"))), "{family} is not served");
+            plotted += 1;
+        }
+    }
+    assert!(plotted >= 10, "the dashboard plots {plotted} series");
 }
 
 /// Metrics stay cheap to scrape and never leak a client's invented labels.

@@ -83,6 +83,7 @@ async fn load_node(ctx: &Context<'_>, id: &ID) -> ApiResult<Option<Node>> {
         NodeType::Listing => listing::load_listing_node(ctx, uuid).await?.map(Node::Listing),
         NodeType::Order => order::load_order_node(ctx, uuid).await?.map(Node::Order),
         NodeType::Dispute => dispute::load_dispute_node(ctx, uuid).await?.map(Node::Dispute),
+        NodeType::EscrowKey => None,
     })
 }
 

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Request, Response, Value};
 use serde::Deserialize;
@@ -237,11 +236,15 @@ pub async fn post(
     }
     // serde would also read a request struct from a JSON array; a GraphQL
     // request is an object, so anything else is refused first.
+    // A request without a `query` string is invalid whatever the media type
+    // (spec: "MAY use 400 status code if parameters are invalid").
     let parsed = serde_json::from_slice::<serde_json::Value>(&body).and_then(|value| {
-        if value.is_object() {
-            serde_json::from_value::<Request>(value)
-        } else {
+        if !value.is_object() {
             Err(serde::de::Error::custom("expected a JSON object"))
+        } else if !value.get("query").is_some_and(serde_json::Value::is_string) {
+            Err(serde::de::Error::custom("`query` must be a string"))
+        } else {
+            serde_json::from_value::<Request>(value)
         }
     });
     let request: Request = match parsed {
@@ -356,7 +359,7 @@ pub async fn method_not_allowed() -> HttpResponse {
 fn graphiql() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(GraphiQLSource::build().endpoint("/graphql").title("Agora GraphiQL").finish())
+        .body(super::graphiql::page())
 }
 
 #[cfg(test)]
