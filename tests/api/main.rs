@@ -21,3 +21,4 @@ mod notifications;
 mod schema;
 mod search;
 mod subscriptions;
+mod watcher_election;
