@@ -71,12 +71,20 @@ fn start(app: &TestApp, name: &str) -> Process {
         .stderr(Stdio::null())
         .spawn()
         .expect("the test binary runs again as a child");
+    // libtest prints its own text on the same line; read on until the port,
+    // then keep draining so the child never writes into a closed pipe.
     let stdout = child.stdout.take().unwrap();
-    let port = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("AGORA_CHILD_PORT=").map(str::to_owned))
-        .unwrap_or_else(|| panic!("{name} did not start"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(port) = line.split("AGORA_CHILD_PORT=").nth(1) {
+                let _ = tx.send(port.trim().to_owned());
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("{name} did not start"));
     Process {
         child,
         metrics_url: format!("http://127.0.0.1:{port}/metrics"),
