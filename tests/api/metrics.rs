@@ -11,8 +11,11 @@ use serde_json::json;
 use crate::chains_btc::{catch_up, rpc};
 use crate::orders_btc::{action, fund, parties, place};
 
-/// One scrape of `/metrics`, parsed into `(name, labels, value)` samples.
-struct Scrape(Vec<(String, Vec<(String, String)>, f64)>);
+/// One sample: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// One scrape of `/metrics`, parsed into samples.
+struct Scrape(Vec<Sample>);
 
 impl Scrape {
     async fn take(app: &TestApp) -> Scrape {
