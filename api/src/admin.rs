@@ -14,6 +14,18 @@ pub enum AdminOutcome {
     Promoted(Uuid),
 }
 
+impl AdminOutcome {
+    /// The line `agora create-admin` prints: the user's Relay global id, the
+    /// one `grantRole(input: {userId})`, `node(id)` and every other call take.
+    pub fn describe(&self, email: &str) -> String {
+        let global = |id: &Uuid| crate::graphql::node::global_id(crate::graphql::node::NodeType::User, *id).0;
+        match self {
+            AdminOutcome::Created(id) => format!("created admin {email}; user id {}", global(id)),
+            AdminOutcome::Promoted(id) => format!("{email} is now an admin; user id {}", global(id)),
+        }
+    }
+}
+
 /// Creates an admin account, or makes an existing account an admin (its
 /// password is left unchanged then, and `password` may be empty).
 pub async fn create_admin(db: &DatabaseConnection, email: &str, password: &str) -> anyhow::Result<AdminOutcome> {
@@ -31,4 +43,21 @@ pub async fn create_admin(db: &DatabaseConnection, email: &str, password: &str) 
     accounts::grant_role(&txn, id, Role::Admin, None, now).await?;
     txn.commit().await?;
     Ok(AdminOutcome::Created(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graphql::node::{decode, NodeType};
+
+    #[test]
+    fn create_admin_prints_the_relay_id_of_the_user() {
+        let uuid = Uuid::now_v7();
+        let line = AdminOutcome::Created(uuid).describe("ada@example.org");
+        assert!(!line.contains(&uuid.to_string()), "{line}");
+        let id = line.rsplit(' ').next().unwrap();
+        assert_eq!(decode(id), Some((NodeType::User, uuid)));
+        let line = AdminOutcome::Promoted(uuid).describe("ada@example.org");
+        assert_eq!(decode(line.rsplit(' ').next().unwrap()), Some((NodeType::User, uuid)));
+    }
 }

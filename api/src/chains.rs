@@ -75,62 +75,106 @@ pub async fn start_devnets(settings: &Settings, operating_address: &str) -> anyh
     })
 }
 
-/// Starts a watcher per chain for which this process wins the election.
+/// How often a standby process tries to take over a chain nobody watches.
+/// A killed watcher's PostgreSQL session ends with its connection, which
+/// frees the lock, so a standby takes over within about this long.
+pub const ELECTION_RETRY: Duration = Duration::from_secs(3);
+
+/// Where the Bitcoin watcher reads the chain.
+#[derive(Clone)]
+enum BitcoinEndpoint {
+    Esplora(String),
+    Rpc(String, Option<(String, String)>),
+}
+
+/// Runs for the watchers' election, one candidate per chain: a process that
+/// wins watches the chain until it loses the lock; one that loses stands by
+/// and tries again every [`ELECTION_RETRY`], so it takes over when the
+/// watcher's process dies.
 pub async fn start_watchers(app: Arc<AppState>, settings: &Settings, devnets: Option<&Devnets>) -> anyhow::Result<()> {
     let w = &settings.watchers;
     if !w.enabled {
         return Ok(());
     }
     let poll = Duration::from_millis(w.poll_interval_ms.max(50));
-    if let Some(lock) = WatcherLock::try_acquire(&app.db, &settings.data_dir, "bitcoin").await? {
-        match w.bitcoin_source.as_str() {
-            "esplora" => {
-                let url = w
-                    .esplora_url
+    let bitcoin = match w.bitcoin_source.as_str() {
+        "esplora" => BitcoinEndpoint::Esplora(
+            w.esplora_url
+                .clone()
+                .or_else(|| devnets.map(|d| d.bitcoin_servers.esplora_url.clone()))
+                .context("set watchers.esplora_url")?,
+        ),
+        _ => match (&w.bitcoin_rpc_url, devnets) {
+            (Some(url), _) => BitcoinEndpoint::Rpc(
+                url.clone(),
+                w.bitcoin_rpc_user
                     .clone()
-                    .or_else(|| devnets.map(|d| d.bitcoin_servers.esplora_url.clone()))
-                    .context("set watchers.esplora_url")?;
-                let watcher = BitcoinWatcher::new(app.clone(), Esplora::new(&url));
-                tokio::spawn(watcher.run(lock, poll));
+                    .zip(w.bitcoin_rpc_password.as_ref().map(|p| p.expose().to_owned())),
+            ),
+            (None, Some(d)) => BitcoinEndpoint::Rpc(
+                d.bitcoin_servers.rpc_url.clone(),
+                Some((DEVNET_RPC_USER.to_owned(), DEVNET_RPC_PASSWORD.to_owned())),
+            ),
+            (None, None) => anyhow::bail!("set watchers.bitcoin_rpc_url"),
+        },
+    };
+    let ws = w
+        .xrpl_ws_url
+        .clone()
+        .or_else(|| devnets.map(|d| d.xrpl_servers.ws_url.clone()))
+        .context("set watchers.xrpl_ws_url")?;
+    let rpc = w
+        .xrpl_rpc_url
+        .clone()
+        .or_else(|| devnets.map(|d| d.xrpl_servers.rpc_url.clone()))
+        .context("set watchers.xrpl_rpc_url")?;
+    let data_dir = settings.data_dir.clone();
+    tokio::spawn(campaign(app.clone(), data_dir.clone(), "bitcoin", move |app, lock| {
+        let endpoint = bitcoin.clone();
+        async move {
+            match endpoint {
+                BitcoinEndpoint::Esplora(url) => BitcoinWatcher::new(app, Esplora::new(&url)).run(lock, poll).await,
+                BitcoinEndpoint::Rpc(url, auth) => {
+                    BitcoinWatcher::new(app, BitcoinCoreRpc::new(&url, auth)).run(lock, poll).await
+                }
             }
-            _ => {
-                let (url, auth) = match (&w.bitcoin_rpc_url, devnets) {
-                    (Some(url), _) => (
-                        url.clone(),
-                        w.bitcoin_rpc_user
-                            .clone()
-                            .zip(w.bitcoin_rpc_password.as_ref().map(|p| p.expose().to_owned())),
-                    ),
-                    (None, Some(d)) => (
-                        d.bitcoin_servers.rpc_url.clone(),
-                        Some((DEVNET_RPC_USER.to_owned(), DEVNET_RPC_PASSWORD.to_owned())),
-                    ),
-                    (None, None) => anyhow::bail!("set watchers.bitcoin_rpc_url"),
-                };
-                let watcher = BitcoinWatcher::new(app.clone(), BitcoinCoreRpc::new(&url, auth));
-                tokio::spawn(watcher.run(lock, poll));
-            }
+            Ok(())
         }
-        tracing::info!(chain = "bitcoin", "this process watches the chain");
-    } else {
-        tracing::info!(chain = "bitcoin", "another process watches the chain");
-    }
-    if let Some(lock) = WatcherLock::try_acquire(&app.db, &settings.data_dir, "xrpl").await? {
-        let ws = w
-            .xrpl_ws_url
-            .clone()
-            .or_else(|| devnets.map(|d| d.xrpl_servers.ws_url.clone()))
-            .context("set watchers.xrpl_ws_url")?;
-        let rpc = w
-            .xrpl_rpc_url
-            .clone()
-            .or_else(|| devnets.map(|d| d.xrpl_servers.rpc_url.clone()))
-            .context("set watchers.xrpl_rpc_url")?;
-        let source = RippledSource::connect(&ws, &rpc).await?;
-        tokio::spawn(XrplWatcher::new(app, source).run(lock, poll));
-        tracing::info!(chain = "xrpl", "this process watches the ledger");
-    } else {
-        tracing::info!(chain = "xrpl", "another process watches the ledger");
-    }
+    }));
+    tokio::spawn(campaign(app, data_dir, "xrpl", move |app, lock| {
+        let (ws, rpc) = (ws.clone(), rpc.clone());
+        async move {
+            let source = RippledSource::connect(&ws, &rpc).await?;
+            XrplWatcher::new(app, source).run(lock, poll).await;
+            Ok(())
+        }
+    }));
     Ok(())
+}
+
+/// One chain's candidate: wins and watches, or stands by and retries.
+async fn campaign<F, Fut>(app: Arc<AppState>, data_dir: std::path::PathBuf, chain: &'static str, watch: F)
+where
+    F: Fn(Arc<AppState>, WatcherLock) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut standing_by = false;
+    loop {
+        match WatcherLock::try_acquire(&app.db, &data_dir, chain).await {
+            Ok(Some(lock)) => {
+                tracing::info!(chain, "this process watches the chain");
+                standing_by = false;
+                if let Err(e) = watch(app.clone(), lock).await {
+                    tracing::warn!(chain, error.cause = %e, "the watcher stopped; running for the election again");
+                }
+            }
+            Ok(None) if !standing_by => {
+                tracing::info!(chain, "another process watches the chain; standing by");
+                standing_by = true;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(chain, error.cause = %e, "cannot run for the watcher election"),
+        }
+        tokio::time::sleep(ELECTION_RETRY).await;
+    }
 }

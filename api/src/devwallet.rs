@@ -18,6 +18,8 @@ use bitcoin::hashes::Hash;
 use bitcoin::{CompressedPublicKey, Network, PublicKey};
 use clap::Subcommand;
 
+use crate::config::Settings;
+
 #[derive(Debug, Subcommand)]
 pub enum WalletAction {
     /// Print a new Bitcoin key (secret, public key, regtest address) and a new
@@ -43,11 +45,26 @@ pub enum WalletAction {
         to: String,
         #[arg(long)]
         drops: u64,
-        #[arg(long, default_value = "ws://127.0.0.1:6006")]
-        ws: String,
-        #[arg(long, default_value = "http://127.0.0.1:5005")]
-        rpc: String,
+        /// The node's WebSocket URL. Default: `watchers.xrpl_ws_url`, else the
+        /// local chain at `devnet.xrpl_ws_bind`, as `serve` reads them.
+        #[arg(long)]
+        ws: Option<String>,
+        /// The node's JSON-RPC URL. Default: `watchers.xrpl_rpc_url`, else the
+        /// local chain at `devnet.xrpl_rpc_bind`.
+        #[arg(long)]
+        rpc: Option<String>,
     },
+}
+
+/// The XRPL node `serve` would follow with `settings`, unless a flag names one.
+pub fn xrpl_endpoints(settings: &Settings, ws: Option<String>, rpc: Option<String>) -> (String, String) {
+    let ws = ws
+        .or_else(|| settings.watchers.xrpl_ws_url.clone())
+        .unwrap_or_else(|| format!("ws://{}", settings.devnet.xrpl_ws_bind));
+    let rpc = rpc
+        .or_else(|| settings.watchers.xrpl_rpc_url.clone())
+        .unwrap_or_else(|| format!("http://{}", settings.devnet.xrpl_rpc_bind));
+    (ws, rpc)
 }
 
 /// Signs (SIGHASH_ALL, BIP143) every P2WSH input whose witness script contains
@@ -81,7 +98,8 @@ fn sign_p2wsh_inputs(psbt: &mut Psbt, secret: &SecretKey) -> anyhow::Result<usiz
     Ok(signed)
 }
 
-pub async fn run(action: WalletAction) -> anyhow::Result<()> {
+/// Runs a wallet command; chain endpoints come from `settings` (see [`xrpl_endpoints`]).
+pub async fn run(action: WalletAction, settings: &Settings) -> anyhow::Result<()> {
     match action {
         WalletAction::NewKey => {
             let secp = Secp256k1::new();
@@ -115,7 +133,10 @@ pub async fn run(action: WalletAction) -> anyhow::Result<()> {
         }
         WalletAction::PayXrp { seed, to, drops, ws, rpc } => {
             let key = SigningKey::from_seed(seed.trim())?;
-            let source = RippledSource::connect(&ws, &rpc).await?;
+            let (ws, rpc) = xrpl_endpoints(settings, ws, rpc);
+            let source = RippledSource::connect(&ws, &rpc)
+                .await
+                .with_context(|| format!("cannot reach the XRPL node at {ws} / {rpc}"))?;
             let info = source
                 .account_info(key.address().as_str())
                 .await?
@@ -136,4 +157,45 @@ pub async fn run(action: WalletAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    #[test]
+    fn the_wallet_follows_the_configured_chain_endpoints() {
+        let mut settings = Settings::default();
+        assert_eq!(
+            xrpl_endpoints(&settings, None, None),
+            ("ws://127.0.0.1:6006".to_owned(), "http://127.0.0.1:5005".to_owned())
+        );
+        settings.devnet.xrpl_ws_bind = "127.0.0.1:6016".into();
+        settings.devnet.xrpl_rpc_bind = "127.0.0.1:5015".into();
+        assert_eq!(
+            xrpl_endpoints(&settings, None, None),
+            ("ws://127.0.0.1:6016".to_owned(), "http://127.0.0.1:5015".to_owned())
+        );
+        settings.watchers.xrpl_ws_url = Some("wss://xrpl.example:443".into());
+        assert_eq!(xrpl_endpoints(&settings, None, None).0, "wss://xrpl.example:443");
+        assert_eq!(
+            xrpl_endpoints(&settings, Some("ws://flag:1".into()), Some("http://flag:2".into())),
+            ("ws://flag:1".to_owned(), "http://flag:2".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_wallet_reads_the_same_file_as_serve() {
+        let dir = std::env::temp_dir().join(format!("agora-wallet-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agora.toml");
+        std::fs::write(&file, "[devnet]\nxrpl_ws_bind = \"127.0.0.1:7006\"\nxrpl_rpc_bind = \"127.0.0.1:7005\"\n").unwrap();
+        let settings = Settings::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(
+            xrpl_endpoints(&settings, None, None),
+            ("ws://127.0.0.1:7006".to_owned(), "http://127.0.0.1:7005".to_owned())
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -13,6 +13,7 @@ pub mod devwallet;
 pub mod graphql;
 pub mod http;
 pub mod metered;
+pub mod metrics;
 pub mod notifications;
 pub mod orders;
 pub mod reputation;

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(settings).await,
         Command::Migrate { action } => migrate(&settings, action).await,
         Command::Devnet => devnet(settings).await,
-        Command::Wallet { action } => agora_api::devwallet::run(action).await,
+        Command::Wallet { action } => agora_api::devwallet::run(action, &settings).await,
         Command::Schema => {
             print!("{}", agora_api::graphql::sdl());
             Ok(())
@@ -127,9 +127,7 @@ async fn create_admin(settings: &Settings, email: &str) -> anyhow::Result<()> {
     };
     let db = connect(settings).await?;
     Migrator::up(&db, None).await?;
-    match agora_api::admin::create_admin(&db, email, &password).await? {
-        agora_api::admin::AdminOutcome::Created(id) => println!("created admin {email} ({id})"),
-        agora_api::admin::AdminOutcome::Promoted(id) => println!("{email} ({id}) is now an admin"),
-    }
+    let outcome = agora_api::admin::create_admin(&db, email, &password).await?;
+    println!("{}", outcome.describe(email));
     Ok(())
 }

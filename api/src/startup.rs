@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service as _};
 use actix_web::{web, App, HttpServer};
 use agora_migrations::{Migrator, MigratorTrait};
 use anyhow::Context as _;
@@ -76,6 +76,7 @@ impl Application {
             graphiql: settings.graphiql(),
             trusted_proxies: crate::http::client::TrustedProxies::parse(&settings.http.trusted_proxies)
                 .map_err(|bad| anyhow::anyhow!("http.trusted_proxies: {bad} is neither an IP address nor a CIDR range"))?,
+            metrics: Arc::new(crate::metrics::Metrics::new(settings.database.max_connections)?),
         });
         let devnets = if settings.devnet_enabled() {
             Some(crate::chains::start_devnets(&settings, state.xrpl.operating.address.as_str()).await?)
@@ -96,9 +97,20 @@ impl Application {
         let app_state = state.clone();
         let cors = http::headers::CorsOrigins(Arc::new(settings.http.cors_allowed_origins.clone()));
         let mut server = HttpServer::new(move || {
+            let metrics = app_state.metrics.clone();
             App::new()
                 .wrap(actix_web::middleware::from_fn(http::headers::apply))
                 .app_data(web::Data::new(cors.clone()))
+                .wrap_fn(move |req, srv| {
+                    let path = req.path().to_owned();
+                    let metrics = metrics.clone();
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        metrics.http_response(&path, response.status().as_u16());
+                        Ok(response)
+                    }
+                })
                 .app_data(web::Data::new(http::graphql::BodyLimit(body_limit)))
                 .app_data(web::Data::new(schema.clone()))
                 .app_data(web::Data::new(app_state.clone()))
@@ -108,6 +120,7 @@ impl Application {
                 .route("/graphql", web::route().to(http::graphql::method_not_allowed))
                 .route("/healthz", web::get().to(http::health::healthz))
                 .route("/readyz", web::get().to(http::health::readyz))
+                .route("/metrics", web::get().to(crate::metrics::endpoint))
         })
         .listen(listener)?
         .shutdown_timeout(settings.server.shutdown_timeout_secs);

@@ -13,5 +13,6 @@ pub mod notifications;
 pub mod orders;
 pub mod rate_limits;
 pub mod reviews;
+pub mod stats;
 
 pub use error::StoreError;

@@ -73,8 +73,9 @@ async fn responses_are_in_the_negotiated_media_type(app: TestApp) {
         (Some(JSON), JSON),
         (Some("application/json, application/graphql-response+json"), GRAPHQL_RESPONSE),
         (Some("application/graphql-response+json;q=0.5, application/json"), JSON),
-        (Some("text/html, application/*;q=0.8"), GRAPHQL_RESPONSE),
-        (None, GRAPHQL_RESPONSE), // reqwest's `*/*`
+        (Some("text/html, application/*;q=0.8"), JSON),
+        (Some("*/*, application/graphql-response+json"), GRAPHQL_RESPONSE),
+        (None, JSON), // reqwest's `*/*`: a wildcard gets the legacy type
     ] {
         let resp = post(&app, accept, query.clone()).await;
         assert_eq!(resp.status, 200, "{accept:?}");

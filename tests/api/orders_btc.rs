@@ -831,7 +831,7 @@ async fn orders_that_cannot_be_placed_are_refused_and_write_nothing(app: TestApp
     let p = parties(&app, json!({})).await;
     let buyer = &p.buyer.access_token;
 
-    let unknown = place_with(&app, &p, json!({"buyerKeyId": Uuid::from_u128(42).to_string()}), buyer).await;
+    let unknown = place_with(&app, &p, json!({"buyerKeyId": agora_api::graphql::node::global_id(agora_api::graphql::node::NodeType::EscrowKey, Uuid::from_u128(42)).0}), buyer).await;
     assert_bad_input(&unknown, "input.buyerKeyId", "UNKNOWN_KEY");
     // Another account's key is as unknown as a made-up one.
     let foreign = place_with(&app, &p, json!({"buyerKeyId": p.provider_key_id}), buyer).await;

@@ -137,7 +137,7 @@ pub struct EscrowKeyObject(EscrowKeyRecord);
 #[Object(name = "EscrowKey")]
 impl EscrowKeyObject {
     pub async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        super::node::global_id(super::node::NodeType::EscrowKey, self.0.id)
     }
 
     async fn chain(&self) -> ApiResult<Chain> {
@@ -523,8 +523,7 @@ impl AccountMutation {
         input: RemoveEscrowKeyInput,
     ) -> ApiResult<RemoveEscrowKeyPayload> {
         let v = viewer(ctx).await?;
-        let key_id = Uuid::parse_str(&input.id)
-            .map_err(|_| ApiError::bad_input("input.id", "INVALID_FORMAT", "input.id: not a key id"))?;
+        let key_id = super::order::key_id(&input.id, "input.id")?;
         if !accounts::delete_escrow_key(&state(ctx).db, v.user_id, key_id).await? {
             return Err(ApiError::NotFound("you have no escrow key with this id".into()));
         }

@@ -48,6 +48,8 @@ pub struct AppState {
     pub order_settings: OrderSettings,
     /// The e-mail transport and dispatcher settings, and `myNotifications` hints.
     pub notifications: crate::notifications::Notifications,
+    /// What `/metrics` serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The authenticated caller, loaded at most once per request.

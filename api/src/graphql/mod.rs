@@ -84,6 +84,7 @@ async fn load_node(ctx: &Context<'_>, id: &ID) -> ApiResult<Option<Node>> {
         NodeType::Listing => listing::load_listing_node(ctx, uuid).await?.map(Node::Listing),
         NodeType::Order => order::load_order_node(ctx, uuid).await?.map(Node::Order),
         NodeType::Dispute => dispute::load_dispute_node(ctx, uuid).await?.map(Node::Dispute),
+        NodeType::EscrowKey => None,
     })
 }
 
@@ -112,7 +113,7 @@ pub fn builder(settings: &GraphqlSettings, introspection: bool) -> async_graphql
 /// validation errors do not offer "did you mean" names (they reveal the schema).
 pub fn build(state: Arc<AppState>, settings: &GraphqlSettings, introspection: bool, suggestions: bool) -> AgoraSchema {
     let db = state.db.clone();
-    let mut builder = builder(settings, introspection);
+    let mut builder = builder(settings, introspection).extension(crate::metrics::GraphqlMetrics(state.metrics.clone()));
     if !suggestions {
         builder = builder.disable_suggestions();
     }

@@ -13,15 +13,18 @@ pub enum NodeType {
     Listing,
     Order,
     Dispute,
+    /// Not fetchable through `node` (a key is shown only to its owner, on `me`).
+    EscrowKey,
 }
 
 impl NodeType {
-    const ALL: [NodeType; 5] = [
+    const ALL: [NodeType; 6] = [
         NodeType::User,
         NodeType::Provider,
         NodeType::Listing,
         NodeType::Order,
         NodeType::Dispute,
+        NodeType::EscrowKey,
     ];
 
     fn name(self) -> &'static str {
@@ -31,6 +34,7 @@ impl NodeType {
             NodeType::Listing => "Listing",
             NodeType::Order => "Order",
             NodeType::Dispute => "Dispute",
+            NodeType::EscrowKey => "EscrowKey",
         }
     }
 }
@@ -68,6 +72,16 @@ pub fn expect(kind: NodeType, id: &str, field: &str) -> Result<Uuid, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escrow_key_ids_are_global_ids_and_raw_uuids_are_refused() {
+        let uuid = Uuid::new_v4();
+        let id = global_id(NodeType::EscrowKey, uuid);
+        assert_eq!(URL_SAFE_NO_PAD.decode(id.as_str()).unwrap(), format!("EscrowKey:{uuid}").into_bytes());
+        assert_eq!(expect(NodeType::EscrowKey, &id, "input.buyerKeyId").unwrap(), uuid);
+        assert!(expect(NodeType::EscrowKey, &uuid.to_string(), "input.buyerKeyId").is_err());
+        assert!(expect(NodeType::EscrowKey, &global_id(NodeType::User, uuid), "input.buyerKeyId").is_err());
+    }
 
     #[test]
     fn ids_round_trip_and_check_their_type() {

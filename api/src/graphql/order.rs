@@ -955,20 +955,27 @@ pub struct OrderEdge {
     pub node: OrderObject,
 }
 
+/// A Relay connection of orders, newest first.
 #[derive(SimpleObject)]
 pub struct OrderConnection {
     pub edges: Vec<OrderEdge>,
+    pub page_info: super::listing::PageInfo,
+    #[graphql(deprecation = "use pageInfo.hasNextPage")]
     pub has_next_page: bool,
+    #[graphql(deprecation = "use pageInfo.endCursor")]
     pub end_cursor: Option<String>,
 }
 
 #[derive(InputObject)]
 pub struct PlaceOrderInput {
     pub listing_id: ID,
-    /// Your registered Bitcoin key (compressed key or xpub) for the 2-of-3 path.
+    /// The id of your registered escrow key on the listing's chain: on Bitcoin
+    /// a compressed key or xpub for the 2-of-3 path, on the XRP Ledger your
+    /// key and account for the signer list.
     pub buyer_key_id: ID,
-    /// Your key for the time-locked refund path; must differ from the first.
-    /// Optional when `buyerKeyId` is an xpub (then `1/index` is used).
+    /// Bitcoin only: your key for the time-locked refund path; must differ
+    /// from the first. Optional when `buyerKeyId` is an xpub (then `1/index`
+    /// is used).
     pub buyer_refund_key_id: Option<ID>,
     /// Where refunds go; by default the P2WPKH address of your escrow key.
     pub refund_address: Option<String>,
@@ -1013,8 +1020,9 @@ pub struct SubmitPayoutSignaturePayload {
     pub payout: Option<PayoutGql>,
 }
 
+/// An escrow key's global id (`EscrowKey:<uuid>`).
 pub(crate) fn key_id(id: &ID, field: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id.trim()).map_err(|_| ApiError::bad_input(field, "INVALID_FORMAT", format!("{field}: not a key id")))
+    expect(NodeType::EscrowKey, id, field)
 }
 
 pub async fn load_order_node(ctx: &Context<'_>, id: Uuid) -> ApiResult<Option<OrderObject>> {
@@ -1048,6 +1056,7 @@ impl OrderQuery {
         let after = after
             .map(|c| expect(NodeType::Order, &c, "after"))
             .transpose()?;
+        let after_given = after.is_some();
         let mut rows = order_store::orders_of(&state(ctx).db, v.user_id, after, first as u64 + 1).await?;
         let has_next_page = rows.len() > first as usize;
         rows.truncate(first as usize);
@@ -1058,8 +1067,15 @@ impl OrderQuery {
                 Order::from_record(r).map(|o| OrderEdge { cursor, node: OrderObject(o) })
             })
             .collect::<ApiResult<Vec<_>>>()?;
+        let end_cursor = edges.last().map(|e| e.cursor.clone());
         Ok(OrderConnection {
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
+            page_info: super::listing::PageInfo {
+                has_next_page,
+                has_previous_page: after_given,
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: end_cursor.clone(),
+            },
+            end_cursor,
             edges,
             has_next_page,
         })

@@ -4,7 +4,8 @@
 //! - the response type is negotiated on `Accept`: `application/graphql-response+json`
 //!   (the spec's type; 400 for requests that fail to parse or validate) or
 //!   `application/json` (the legacy type; 200 with `errors`, as the spec requires
-//!   for it); a missing `Accept` means `application/json`; neither acceptable → 406;
+//!   for it); a missing `Accept` or a wildcard (`*/*`, `application/*`) means
+//!   `application/json`; neither acceptable → 406;
 //! - bodies above `server.body_limit_bytes` get 413;
 //! - `GET /graphql?query=…` runs queries (never mutations: 405); a browser's
 //!   `GET /graphql` gets GraphiQL.
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Request, Response, Value};
 use serde::Deserialize;
@@ -58,10 +58,12 @@ fn negotiate(req: &HttpRequest) -> Option<MediaType> {
             continue;
         }
         // Exact matches beat wildcards at the same q; the spec's type wins ties.
+        // A wildcard means a client that names no GraphQL type, so it gets the
+        // legacy `application/json` (spec §6.4.1, as for a missing `Accept`).
         let candidate = match media.as_str() {
             GRAPHQL_RESPONSE => Some((3, MediaType::GraphqlResponse)),
             JSON => Some((2, MediaType::Json)),
-            "application/*" | "*/*" => Some((1, MediaType::GraphqlResponse)),
+            "application/*" | "*/*" => Some((1, MediaType::Json)),
             _ => None,
         };
         if let Some((rank, media)) = candidate {
@@ -257,11 +259,15 @@ pub async fn post(
     }
     // serde would also read a request struct from a JSON array; a GraphQL
     // request is an object, so anything else is refused first.
+    // A request without a `query` string is invalid whatever the media type
+    // (spec: "MAY use 400 status code if parameters are invalid").
     let parsed = serde_json::from_slice::<serde_json::Value>(&body).and_then(|value| {
-        if value.is_object() {
-            serde_json::from_value::<Request>(value)
-        } else {
+        if !value.is_object() {
             Err(serde::de::Error::custom("expected a JSON object"))
+        } else if !value.get("query").is_some_and(serde_json::Value::is_string) {
+            Err(serde::de::Error::custom("`query` must be a string"))
+        } else {
+            serde_json::from_value::<Request>(value)
         }
     });
     let request: Request = match parsed {
@@ -413,7 +419,7 @@ fn graphiql() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, GRAPHIQL_CSP))
-        .body(GraphiQLSource::build().endpoint("/graphql").title("Agora GraphiQL").finish())
+        .body(super::graphiql::page())
 }
 
 #[cfg(test)]
@@ -438,7 +444,10 @@ mod tests {
             accept("application/graphql-response+json;q=0.5, application/json"),
             Some(MediaType::Json)
         );
-        assert_eq!(accept("*/*"), Some(MediaType::GraphqlResponse));
+        assert_eq!(accept("*/*"), Some(MediaType::Json));
+        assert_eq!(accept("application/*"), Some(MediaType::Json));
+        assert_eq!(accept("*/*, application/graphql-response+json"), Some(MediaType::GraphqlResponse));
+        assert_eq!(accept("application/graphql-response+json;q=0.1, */*"), Some(MediaType::Json));
         assert_eq!(accept("text/html"), None);
         assert_eq!(accept("application/json;q=0"), None);
     }

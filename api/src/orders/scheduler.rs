@@ -181,13 +181,13 @@ pub fn spawn(app: Arc<AppState>, interval: Duration) {
         loop {
             ticker.tick().await;
             let now = app.clock.now();
-            if let Err(e) = sweep(&app, now).await {
+            if let Err(e) = app.metrics.sweep("orders", sweep(&app, now)).await {
                 tracing::warn!(error = ?e, "deadline sweep failed");
             }
-            if let Err(e) = crate::disputes::sweep(&app, now).await {
+            if let Err(e) = app.metrics.sweep("disputes", crate::disputes::sweep(&app, now)).await {
                 tracing::warn!(error = ?e, "dispute deadline sweep failed");
             }
-            if let Err(e) = crate::metered::settle_abandoned(&app, now).await {
+            if let Err(e) = app.metrics.sweep("metered", crate::metered::settle_abandoned(&app, now)).await {
                 tracing::warn!(error = ?e, "abandoned-session sweep failed");
             }
         }
