@@ -298,6 +298,86 @@ async fn a_payout_stuck_while_fees_rise_is_replaced_at_the_new_rate(backend: Bac
     assert!(to_provider > 40_000, "the provider is paid either way: {}", settled["settlement"]);
 }
 
+/// The buyer pays, the provider delivers, the buyer releases and vanishes:
+/// on the local chain the provider is paid, before the timelock could open.
+async fn on_the_chain_a_buyer_who_releases_and_vanishes_cannot_take_the_funds_back(backend: Backend) {
+    let app = chain_app(backend).await;
+    let chains = app.chains();
+    let watcher = BitcoinWatcher::new(app.state.clone(), rpc(&app));
+    catch_up(&watcher).await;
+    let p = listing_parties(&app).await;
+    let order = place(&app, &p).await;
+    chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let funded_at = chains.bitcoin.tip().height;
+    action(&app, "markDelivered", &order, &p.provider.access_token).await.ok();
+    let released = action(&app, "releaseFunds", &order, &p.buyer.access_token).await.ok()["releaseFunds"]["order"].clone();
+    submit(&app, &order, &p.provider_wallet.sign(&released["bitcoinEscrow"], released["payout"]["psbt"].as_str().unwrap()), &p.provider.access_token)
+        .await
+        .ok();
+    // The grace is an hour (the test settings); blocks keep coming meanwhile.
+    chains.bitcoin.mine(5);
+    catch_up(&watcher).await;
+    app.clock.advance(Duration::seconds(3601));
+    assert_eq!(sweep(&app).await, 1);
+    assert_eq!(watcher.broadcast_pending().await.unwrap(), 1);
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let settled = full(&app, &order, &p.provider.access_token).await;
+    assert_eq!(settled["status"], "SETTLED");
+    assert_eq!(settled["settlement"]["outcome"], "RELEASE");
+    let tx = chains.bitcoin.transaction(&Txid::from_str(settled["settlement"]["txid"].as_str().unwrap()).unwrap()).unwrap();
+    let provider = order["bitcoinEscrow"]["payoutAddresses"]["provider"].as_str().unwrap();
+    assert!(paid_to(&tx, provider) > 45_000, "the provider is paid");
+    let t = order["bitcoinEscrow"]["timelockBlocks"].as_u64().unwrap();
+    assert!(chains.bitcoin.tip().height < funded_at + t, "settled before the refund path could open");
+}
+
+/// A dispute neither arbitrator decides: on the local chain the buyer gets
+/// its money back (no arbitration fee) before its own timelock would open.
+async fn on_the_chain_a_dispute_nobody_decides_refunds_the_buyer_before_the_timelock(backend: Backend) {
+    let app = chain_app(backend).await;
+    let chains = app.chains();
+    let watcher = BitcoinWatcher::new(app.state.clone(), rpc(&app));
+    catch_up(&watcher).await;
+    arbitrator(&app, "arb-one").await;
+    let p = listing_parties(&app).await;
+    let order = place(&app, &p).await;
+    chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let funded_at = chains.bitcoin.tip().height;
+    let d = open(&app, &order, &p.buyer.access_token).await.ok()["openDispute"]["dispute"].clone();
+    // Response (1 h) + decision (1 h) + escalation (1 h) at the chain's pace.
+    for _ in 0..3 {
+        chains.bitcoin.mine(8);
+        catch_up(&watcher).await;
+        app.clock.advance(Duration::hours(1));
+        disputes::sweep(&app.state, app.clock.now()).await.unwrap();
+    }
+    app.clock.advance(Duration::seconds(1));
+    disputes::sweep(&app.state, app.clock.now()).await.unwrap();
+    assert_eq!(view(&app, &d, &p.buyer.access_token).await.ok()["dispute"]["status"], "FINAL");
+    let refunding = full(&app, &order, &p.buyer.access_token).await;
+    assert_eq!(refunding["status"], "REFUNDING", "{}", refunding["history"]);
+    let escrow = refunding["bitcoinEscrow"].clone();
+    submit(&app, &order, &p.buyer_wallet.sign(&escrow, refunding["payout"]["psbt"].as_str().unwrap()), &p.buyer.access_token).await.ok();
+    assert_eq!(watcher.broadcast_pending().await.unwrap(), 1);
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let settled = full(&app, &order, &p.buyer.access_token).await;
+    assert_eq!(settled["status"], "SETTLED");
+    assert_eq!(settled["settlement"]["outcome"], "REFUND");
+    assert_eq!(settled["settlement"]["byTimelock"], false);
+    let tx = chains.bitcoin.transaction(&Txid::from_str(settled["settlement"]["txid"].as_str().unwrap()).unwrap()).unwrap();
+    let buyer = order["bitcoinEscrow"]["payoutAddresses"]["buyer"].as_str().unwrap();
+    let fee = sats(&refunding["payout"]["breakdown"]["networkFee"]);
+    assert_eq!(paid_to(&tx, buyer), 50_000 - fee, "everything but the network fee");
+    let t = order["bitcoinEscrow"]["timelockBlocks"].as_u64().unwrap();
+    assert!(chains.bitcoin.tip().height < funded_at + t, "refunded before the buyer's own path opens");
+}
+
 /// A funded, delivered order on the fake chain, with short periods.
 async fn quick_app(backend: Backend) -> TestApp {
     TestApp::spawn_with(backend, |s| {
@@ -402,6 +482,7 @@ async fn the_timelock_covers_arbitration_and_follows_the_chains_pace(backend: Ba
         s.orders.decision_period_secs = 3600;
         s.orders.appeal_window_secs = 3600;
         s.orders.appeal_decision_period_secs = 3600;
+        s.orders.release_signing_grace_secs = 3600;
     })
     .await;
     let p = parties(&app, json!({"deliveryWindowHours": 1})).await;
@@ -463,4 +544,6 @@ for_both_backends!(
     one_order_that_cannot_be_paid_out_does_not_block_the_others,
     payouts_take_the_chains_fee_estimate_within_the_configured_bounds,
     a_payout_stuck_while_fees_rise_is_replaced_at_the_new_rate,
+    on_the_chain_a_buyer_who_releases_and_vanishes_cannot_take_the_funds_back,
+    on_the_chain_a_dispute_nobody_decides_refunds_the_buyer_before_the_timelock,
 );
