@@ -89,6 +89,7 @@ impl Application {
             Duration::from_secs(settings.orders.scheduler_interval_secs.max(1)),
         );
         crate::notifications::dispatcher::spawn(state.clone());
+        spawn_rate_limit_sweep(state.clone());
         let schema = crate::graphql::build(state.clone(), &settings.graphql, settings.introspection(), settings.suggestions());
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
@@ -154,6 +155,21 @@ impl Application {
         let _devnets = self.devnets;
         self.server.await
     }
+}
+
+/// Forgets ended login and sign-up windows once an hour, so the table stays
+/// as small as the current traffic.
+fn spawn_rate_limit_sweep(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let now = chrono::Utc::now().timestamp();
+            if let Err(e) = state.throttle.sweep(&state.db, now).await {
+                tracing::warn!(error.cause = %e, "cannot sweep the rate-limit windows; retrying in an hour");
+            }
+        }
+    });
 }
 
 /// Creates `dir` (and its parents) if needed and makes it owner-only (0700).
