@@ -425,6 +425,45 @@ async fn a_metered_session_settles_on_the_local_chain_with_the_exact_claim_split
     verify_spends(&tx, &spent_outputs(escrow, &tx, &[100_000])).expect("passes bitcoinconsensus");
 }
 
+/// The provider records usage and the buyer signs claims, but the provider
+/// never marks the order delivered and vanishes: on the local chain the
+/// service settles the latest claim after the delivery deadline (not a full
+/// refund), the provider gets exactly what the buyer signed for.
+async fn on_the_chain_a_session_never_marked_delivered_settles_the_latest_claim(backend: Backend) {
+    let app = TestApp::spawn_with_chains(backend).await;
+    let chains = app.chains();
+    let watcher = BitcoinWatcher::new(app.state.clone(), rpc(&app));
+    catch_up(&watcher).await;
+    let p = bandwidth_parties(&app).await;
+    let order = place_with(&app, &p, json!({"deposit": "100000"}), &p.buyer.access_token).await.ok()["placeOrder"]["order"].clone();
+    let placed = app.clock.now();
+    chains.bitcoin.faucet(&escrow_address(&order), 100_000).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let funded_at = chains.bitcoin.tip().height;
+    let (off_peak, _) = off_peak_and_peak(&app, placed);
+    // 4 000 MB at 10 sats: a commission above the dust limit, so every share is an output.
+    record(&app, &p, &order, 4_000, off_peak).await.ok();
+    let claim = sign_next_claim(&app, &p, &order).await;
+    let delivery_by = get_order(&app, &order, &p.buyer.access_token).await["deadlines"]["deliveryBy"].clone();
+    let delivery_by = chrono::DateTime::parse_from_rfc3339(delivery_by.as_str().unwrap()).unwrap().with_timezone(&chrono::Utc);
+    if app.clock.now() <= delivery_by {
+        app.clock.advance(delivery_by - app.clock.now() + Duration::seconds(1));
+    }
+    assert_eq!(agora_api::orders::scheduler::sweep(&app.state, app.clock.now()).await.unwrap(), 1);
+    assert_eq!(watcher.broadcast_pending().await.unwrap(), 1);
+    chains.bitcoin.mine(1);
+    catch_up(&watcher).await;
+    let settled = get_order(&app, &order, &p.buyer.access_token).await;
+    assert_eq!(settled["status"], "SETTLED");
+    let txid = bitcoin::Txid::from_str(settled["settlement"]["txid"].as_str().unwrap()).unwrap();
+    let tx = chains.bitcoin.transaction(&txid).expect("the payout is on chain");
+    assert_exact_split(&tx, &order["bitcoinEscrow"], &claim);
+    verify_spends(&tx, &spent_outputs(&order["bitcoinEscrow"], &tx, &[100_000])).expect("passes bitcoinconsensus");
+    let t = order["bitcoinEscrow"]["timelockBlocks"].as_u64().unwrap();
+    assert!(chains.bitcoin.tip().height < funded_at + t, "before the buyer's refund path opens");
+}
+
 async fn top_up(app: &TestApp, p: &Parties, order: &Value, deposit: &str) -> GqlResponse {
     let q = format!(
         "mutation($i: TopUpSessionInput!) {{ topUpSession(input: $i) {{ order {{ {ORDER_FIELDS} }} session {{ continuesOrderId {SESSION} }} }} }}"
@@ -663,6 +702,7 @@ on_both_backends!(
 
 for_both_backends!(
     a_metered_session_settles_on_the_local_chain_with_the_exact_claim_split,
+    on_the_chain_a_session_never_marked_delivered_settles_the_latest_claim,
     the_provider_settles_the_best_claim_alone_after_the_buyer_vanishes,
     the_buyer_alone_cannot_take_more_than_the_remainder,
 );
