@@ -136,23 +136,6 @@ pub async fn orders_of<C: ConnectionTrait>(
         .collect()
 }
 
-/// Orders in one of `statuses`, oldest first: the deadline scheduler's work list.
-pub async fn orders_in_status<C: ConnectionTrait>(
-    db: &C,
-    statuses: &[&str],
-    limit: u64,
-) -> Result<Vec<OrderRecord>, StoreError> {
-    orders::Entity::find()
-        .filter(orders::Column::Status.is_in(statuses.iter().copied()))
-        .order_by_asc(orders::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(TryInto::try_into)
-        .collect()
-}
-
 /// One page of the orders in one of `statuses`, by id, after `after`: the
 /// sweeps walk every page, so orders that stay due (a failing hand-over, a
 /// silent party) never hide the ones behind them.

@@ -11,6 +11,7 @@ use agora_api::orders::scheduler;
 use agora_api::watcher::bitcoin::BitcoinWatcher;
 use agora_domain::clock::Clock;
 use agora_domain::escrow::payout::PayoutBreakdown;
+use agora_escrow::source::bitcoin_rpc::BitcoinCoreRpc;
 use agora_escrow::btc::{build_payout_with, finalize_payout, verify_spends, FundingUtxo, PayoutAddresses};
 use agora_tests::wallet::{descriptor_of, spent_outputs, transaction};
 use agora_tests::{for_both_backends, Backend, TestApp};
@@ -62,6 +63,16 @@ fn paid_to(tx: &bitcoin::Transaction, address: &str) -> u64 {
     tx.output.iter().filter(|o| o.script_pubkey == script).map(|o| o.value.to_sat()).sum()
 }
 
+/// Pays the usual 50 000 sats into `order`'s escrow on the local chain and
+/// lets the watcher see it confirmed; returns the funding txid and its height.
+async fn fund_on_chain(app: &TestApp, watcher: &BitcoinWatcher<BitcoinCoreRpc>, order: &Value) -> (Txid, u64) {
+    let chains = app.chains();
+    let txid = chains.bitcoin.faucet(&escrow_address(order), 50_000).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(watcher).await;
+    (txid, chains.bitcoin.tip().height)
+}
+
 async fn a_deposit_after_funding_neither_freezes_the_payout_nor_is_kept(backend: Backend) {
     let app = chain_app(backend).await;
     let chains = app.chains();
@@ -69,9 +80,7 @@ async fn a_deposit_after_funding_neither_freezes_the_payout_nor_is_kept(backend:
     catch_up(&watcher).await;
     let p = listing_parties(&app).await;
     let order = place(&app, &p).await;
-    chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
-    chains.bitcoin.mine(1);
-    catch_up(&watcher).await;
+    fund_on_chain(&app, &watcher, &order).await;
     action(&app, "markDelivered", &order, &p.provider.access_token).await.ok();
 
     // Someone sends a little more after funding and delivery.
@@ -180,9 +189,7 @@ async fn a_spend_agora_did_not_prepare_settles_the_order_from_the_chain(backend:
     catch_up(&watcher).await;
     let p = listing_parties(&app).await;
     let order = place(&app, &p).await;
-    let funding_txid = chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
-    chains.bitcoin.mine(1);
-    catch_up(&watcher).await;
+    let (funding_txid, _) = fund_on_chain(&app, &watcher, &order).await;
     action(&app, "markDelivered", &order, &p.provider.access_token).await.ok();
     let releasing = action(&app, "releaseFunds", &order, &p.buyer.access_token).await.ok()["releaseFunds"]["order"].clone();
     let escrow_json = releasing["bitcoinEscrow"].clone();
@@ -228,9 +235,7 @@ async fn payouts_take_the_chains_fee_estimate_within_the_configured_bounds(backe
     chains.bitcoin.set_fee_rate(25);
     watcher.refresh_fee_rate().await;
     let order = place(&app, &p).await;
-    chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
-    chains.bitcoin.mine(1);
-    catch_up(&watcher).await;
+    fund_on_chain(&app, &watcher, &order).await;
     let funded = full(&app, &order, &p.buyer.access_token).await;
     assert_eq!(funded["chainStatus"]["payoutFeeRateSatVb"], 25, "fixed when the funding was accepted");
     // A later spike does not change this escrow's payouts (a claim the buyer
@@ -258,9 +263,7 @@ async fn a_payout_stuck_while_fees_rise_is_replaced_at_the_new_rate(backend: Bac
     chains.bitcoin.set_fee_rate(2);
     watcher.refresh_fee_rate().await;
     let order = place(&app, &p).await;
-    chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
-    chains.bitcoin.mine(1);
-    catch_up(&watcher).await;
+    fund_on_chain(&app, &watcher, &order).await;
     action(&app, "markDelivered", &order, &p.provider.access_token).await.ok();
     // The review window passes: the marketplace co-signs the release; the provider signs.
     app.clock.advance(Duration::hours(2));
@@ -307,10 +310,7 @@ async fn on_the_chain_a_buyer_who_releases_and_vanishes_cannot_take_the_funds_ba
     catch_up(&watcher).await;
     let p = listing_parties(&app).await;
     let order = place(&app, &p).await;
-    chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
-    chains.bitcoin.mine(1);
-    catch_up(&watcher).await;
-    let funded_at = chains.bitcoin.tip().height;
+    let (_, funded_at) = fund_on_chain(&app, &watcher, &order).await;
     action(&app, "markDelivered", &order, &p.provider.access_token).await.ok();
     let released = action(&app, "releaseFunds", &order, &p.buyer.access_token).await.ok()["releaseFunds"]["order"].clone();
     submit(&app, &order, &p.provider_wallet.sign(&released["bitcoinEscrow"], released["payout"]["psbt"].as_str().unwrap()), &p.provider.access_token)
@@ -344,10 +344,7 @@ async fn on_the_chain_a_dispute_nobody_decides_refunds_the_buyer_before_the_time
     arbitrator(&app, "arb-one").await;
     let p = listing_parties(&app).await;
     let order = place(&app, &p).await;
-    chains.bitcoin.faucet(&escrow_address(&order), 50_000).unwrap();
-    chains.bitcoin.mine(1);
-    catch_up(&watcher).await;
-    let funded_at = chains.bitcoin.tip().height;
+    let (_, funded_at) = fund_on_chain(&app, &watcher, &order).await;
     let d = open(&app, &order, &p.buyer.access_token).await.ok()["openDispute"]["dispute"].clone();
     // Response (1 h) + decision (1 h) + escalation (1 h) at the chain's pace.
     for _ in 0..3 {

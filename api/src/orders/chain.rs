@@ -134,6 +134,10 @@ pub async fn apply_bitcoin_event(
                 note(txn, &order, "StrayDeposit", &format!("received outside the accepted funding, to be refunded to the buyer: {detail}"), now).await?;
                 return Ok(order);
             }
+            // Not frozen: the funding is what `classify` says (every output
+            // but the known strays).
+            let utxos: Vec<StoredUtxo> =
+                utxos.into_iter().filter(|u| classified.funding.iter().any(|d| d.id == deposit(u).id)).collect();
             btc.funding = utxos.clone();
             // The least-confirmed output decides; the timelock counts from the earliest.
             let confirmations = utxos.iter().map(|u| confirmations_at(u.height, tip)).min().unwrap_or(0);
