@@ -66,14 +66,21 @@ pub(crate) mod fields {
     pub const SIGNER_WEIGHT: FieldId = FieldId::new(1, 3);
     pub const FLAGS: FieldId = FieldId::new(2, 2);
     pub const SEQUENCE: FieldId = FieldId::new(2, 4);
+    pub const EXPIRATION: FieldId = FieldId::new(2, 10);
     pub const DESTINATION_TAG: FieldId = FieldId::new(2, 14);
     pub const LAST_LEDGER_SEQUENCE: FieldId = FieldId::new(2, 27);
     pub const SET_FLAG: FieldId = FieldId::new(2, 33);
     pub const SIGNER_QUORUM: FieldId = FieldId::new(2, 35);
+    pub const CANCEL_AFTER: FieldId = FieldId::new(2, 36);
+    pub const SETTLE_DELAY: FieldId = FieldId::new(2, 39);
+    pub const CHANNEL: FieldId = FieldId::new(5, 22);
     pub const AMOUNT: FieldId = FieldId::new(6, 1);
+    pub const BALANCE: FieldId = FieldId::new(6, 2);
     pub const FEE: FieldId = FieldId::new(6, 8);
+    pub const PUBLIC_KEY: FieldId = FieldId::new(7, 1);
     pub const SIGNING_PUB_KEY: FieldId = FieldId::new(7, 3);
     pub const TXN_SIGNATURE: FieldId = FieldId::new(7, 4);
+    pub const SIGNATURE: FieldId = FieldId::new(7, 6);
     pub const ACCOUNT: FieldId = FieldId::new(8, 1);
     pub const DESTINATION: FieldId = FieldId::new(8, 3);
     pub const OBJECT_END: FieldId = FieldId::new(14, 1);
@@ -89,6 +96,9 @@ pub(crate) mod tx_type {
     pub const PAYMENT: u16 = 0;
     pub const ACCOUNT_SET: u16 = 3;
     pub const SIGNER_LIST_SET: u16 = 12;
+    pub const PAYMENT_CHANNEL_CREATE: u16 = 13;
+    pub const PAYMENT_CHANNEL_FUND: u16 = 14;
+    pub const PAYMENT_CHANNEL_CLAIM: u16 = 15;
 }
 
 /// A human name for a field, for error messages.
@@ -101,12 +111,19 @@ pub(crate) fn field_name(id: FieldId) -> Cow<'static, str> {
         (FLAGS, "Flags"),
         (FieldId::new(2, 3), "SourceTag"),
         (SEQUENCE, "Sequence"),
+        (EXPIRATION, "Expiration"),
         (DESTINATION_TAG, "DestinationTag"),
         (FieldId::new(2, 11), "InvoiceID"),
         (LAST_LEDGER_SEQUENCE, "LastLedgerSequence"),
         (SET_FLAG, "SetFlag"),
         (FieldId::new(2, 34), "ClearFlag"),
         (SIGNER_QUORUM, "SignerQuorum"),
+        (CANCEL_AFTER, "CancelAfter"),
+        (SETTLE_DELAY, "SettleDelay"),
+        (CHANNEL, "Channel"),
+        (BALANCE, "Balance"),
+        (PUBLIC_KEY, "PublicKey"),
+        (SIGNATURE, "Signature"),
         (FieldId::new(2, 41), "TicketSequence"),
         (FieldId::new(5, 9), "AccountTxnID"),
         (AMOUNT, "Amount"),
@@ -159,6 +176,10 @@ impl Field {
         Self::leaf(id, (drops | 0x4000_0000_0000_0000).to_be_bytes().to_vec())
     }
     pub fn blob(id: FieldId, bytes: &[u8]) -> Self {
+        Self::leaf(id, bytes.to_vec())
+    }
+    /// A fixed-width field (a Hash256, ...), written as is.
+    pub fn leaf_bytes(id: FieldId, bytes: &[u8]) -> Self {
         Self::leaf(id, bytes.to_vec())
     }
     pub fn account(id: FieldId, account_id: &[u8; 20]) -> Self {

@@ -7,7 +7,7 @@
 //! regular key, is each multisigner in the signer list, is the quorum met) itself.
 //!
 //! The decoder knows the fields of XRP Payments, AccountSet, SetRegularKey,
-//! SignerListSet and AccountDelete and nothing more: an unknown field, an issued
+//! SignerListSet, AccountDelete and the PaymentChannel transactions and nothing more: an unknown field, an issued
 //! currency or MPT amount, or anything non-canonical is an error rather than
 //! something silently skipped, so no blob is accepted on a partial reading.
 
@@ -29,6 +29,9 @@ const TRANSACTION_TYPES: &[(u16, &str)] = &[
     (3, "AccountSet"),
     (5, "SetRegularKey"),
     (12, "SignerListSet"),
+    (13, "PaymentChannelCreate"),
+    (14, "PaymentChannelFund"),
+    (15, "PaymentChannelClaim"),
     (21, "AccountDelete"),
 ];
 
@@ -46,19 +49,26 @@ const TOP_LEVEL: &[(FieldId, &str)] = &[
     (fields::FLAGS, "Flags"),
     (id(2, 3), "SourceTag"),
     (fields::SEQUENCE, "Sequence"),
+    (fields::EXPIRATION, "Expiration"),
     (fields::DESTINATION_TAG, "DestinationTag"),
     (fields::LAST_LEDGER_SEQUENCE, "LastLedgerSequence"),
     (fields::SET_FLAG, "SetFlag"),
     (id(2, 34), "ClearFlag"),
     (fields::SIGNER_QUORUM, "SignerQuorum"),
+    (fields::CANCEL_AFTER, "CancelAfter"),
+    (fields::SETTLE_DELAY, "SettleDelay"),
     (id(2, 41), "TicketSequence"),
     (id(5, 17), "InvoiceID"),
+    (fields::CHANNEL, "Channel"),
     (fields::AMOUNT, "Amount"),
+    (fields::BALANCE, "Balance"),
     (fields::FEE, "Fee"),
     (id(6, 9), "SendMax"),
     (id(6, 10), "DeliverMin"),
+    (fields::PUBLIC_KEY, "PublicKey"),
     (fields::SIGNING_PUB_KEY, "SigningPubKey"),
     (fields::TXN_SIGNATURE, "TxnSignature"),
+    (fields::SIGNATURE, "Signature"),
     (fields::ACCOUNT, "Account"),
     (fields::DESTINATION, "Destination"),
     (id(8, 8), "RegularKey"),
@@ -203,10 +213,11 @@ impl DecodedTx {
         &self.account
     }
 
-    /// The fields every signature covers: all but `TxnSignature` and `Signers`.
+    /// The fields every signature covers: all but `TxnSignature`, `Signers`
+    /// and a channel claim's `Signature` (rippled marks it not-signing).
     fn signing_fields(&self) -> Vec<u8> {
         self.object
-            .without(&[fields::TXN_SIGNATURE, fields::SIGNERS])
+            .without(&[fields::TXN_SIGNATURE, fields::SIGNERS, fields::SIGNATURE])
             .to_bytes()
     }
 

@@ -6,6 +6,8 @@
 //!   disables the master key, and what the buyer should verify before funding;
 //! - [`payout`]: the split into one Payment per recipient, ready for multisigning;
 //! - [`multisig`]: signing, checking the signers' blobs, combining and verifying;
+//! - [`channel`]: payment channels from the escrow account to the provider, and
+//!   the buyer's claims on them;
 //! - [`inspect`]: any signed blob from outside decoded to rippled's JSON, its
 //!   signatures verified (what a node checks before it looks at the ledger);
 //! - [`transfer`]: a plain single-signed XRP Payment (operating account, faucet);
@@ -13,6 +15,7 @@
 
 pub mod account;
 mod blob_fields;
+pub mod channel;
 mod codec;
 pub mod inspect;
 pub mod multisig;
@@ -28,8 +31,12 @@ pub use inspect::{
     combine_signer_blobs, DecodedTx, SignatureError, TxAuthorization, TxDecodeError, TxSigner,
 };
 pub use blob_fields::last_ledger_sequence_of;
+pub use channel::{
+    channel_id, claim_message, sign_claim, sign_destination_claim, verify_claim, ChannelId, ChannelTx,
+    ChannelTxKind, ChannelTxSpec, DestinationClaim, TF_CLOSE, TF_RENEW,
+};
 pub use multisig::{
-    sign_payout, verify_multisigned, FinalPayout, MultisigError, SignatureCollector,
+    sign_payout, verify_multisigned, FinalPayout, MultisigError, MultisignTx, SignatureCollector,
 };
 pub use payout::{
     multisig_fee_drops, plan_payout, plan_payout_with, PayoutDestination, PayoutParams, PayoutParties, PayoutPlan,

@@ -48,6 +48,44 @@ pub enum MultisigError {
     Signing(String),
 }
 
+/// A transaction the escrow account multisigns: a payout [`PayoutTx`] or a
+/// payment-channel transaction ([`super::channel::ChannelTx`]). Sealed: only
+/// this crate's transaction types, each built and checked by both encoders.
+pub trait MultisignTx: sealed::Sealed + Clone {}
+
+pub(crate) mod sealed {
+    use super::XrplAddress;
+
+    pub trait Sealed {
+        /// The unsigned transaction, serialized (`SigningPubKey` empty).
+        fn unsigned_bytes(&self) -> Vec<u8>;
+        /// The unsigned transaction as XRPL JSON.
+        fn unsigned_json(&self) -> &serde_json::Value;
+        /// `SMT\0`, the signing fields, the signer's AccountID.
+        fn multisigning_data(&self, signer: &XrplAddress) -> Vec<u8>;
+    }
+}
+
+impl sealed::Sealed for PayoutTx {
+    fn unsigned_bytes(&self) -> Vec<u8> {
+        PayoutTx::unsigned_fields(self).to_bytes()
+    }
+    fn unsigned_json(&self) -> &serde_json::Value {
+        self.to_json()
+    }
+    fn multisigning_data(&self, signer: &XrplAddress) -> Vec<u8> {
+        self.signing_data(signer)
+    }
+}
+impl MultisignTx for PayoutTx {}
+
+
+
+/// The unsigned fields of `tx`, read back from its own serialization.
+fn unsigned_fields<T: MultisignTx>(tx: &T) -> Result<StObject, MultisigError> {
+    StObject::parse(&tx.unsigned_bytes()).map_err(|e| MultisigError::Signing(e.0))
+}
+
 /// One signer's entry as it appears in a blob, not yet verified.
 struct RawSigner {
     account: XrplAddress,
@@ -86,13 +124,13 @@ impl VerifiedSigner {
 
 /// `tx` with `signers` (already in AccountID order) as its `Signers`, serialized
 /// identically by xrpl-rust and by us.
-fn encode_with_signers(
-    tx: &PayoutTx,
+fn encode_with_signers<T: MultisignTx>(
+    tx: &T,
     signers: &[VerifiedSigner],
 ) -> Result<Vec<u8>, MultisigError> {
-    let mut json = tx.to_json().clone();
+    let mut json = tx.unsigned_json().clone();
     json["Signers"] = signers.iter().map(VerifiedSigner::to_json).collect();
-    let expected = tx.unsigned_fields().with(Field::array(
+    let expected = unsigned_fields(tx)?.with(Field::array(
         fields::SIGNERS,
         signers.iter().map(VerifiedSigner::to_field).collect(),
     ));
@@ -101,9 +139,9 @@ fn encode_with_signers(
 
 /// Signs `tx` as one multisigner and returns the signer's blob (uppercase hex),
 /// the form the other signers' wallets also return.
-pub fn sign_payout(tx: &PayoutTx, key: &SigningKey) -> Result<String, MultisigError> {
+pub fn sign_payout<T: MultisignTx>(tx: &T, key: &SigningKey) -> Result<String, MultisigError> {
     let signature = key
-        .sign(&tx.signing_data(key.address()))
+        .sign(&tx.multisigning_data(key.address()))
         .map_err(|e| MultisigError::Signing(e.to_string()))?;
     let signer = VerifiedSigner {
         account: key.address().clone(),
@@ -121,7 +159,7 @@ pub fn sign_payout(tx: &PayoutTx, key: &SigningKey) -> Result<String, MultisigEr
 impl XrplKeyring {
     /// Signs `tx` with the arbitrator's key. The caller enforces the arbitrator's
     /// signing policy and writes the audit record; this only signs.
-    pub fn sign_payout_as_arbitrator(&self, tx: &PayoutTx) -> Result<String, MultisigError> {
+    pub fn sign_payout_as_arbitrator<T: MultisignTx>(&self, tx: &T) -> Result<String, MultisigError> {
         let key = self
             .arbitrator_key()
             .map_err(|e| MultisigError::Signing(e.to_string()))?;
@@ -131,17 +169,18 @@ impl XrplKeyring {
 
 /// Parses `blob` and checks everything but its `Signers` equals `tx`; returns the
 /// `Signers` entries in blob order.
-fn decode_against(blob: &str, tx: &PayoutTx) -> Result<Vec<RawSigner>, MultisigError> {
+fn decode_against<T: MultisignTx>(blob: &str, tx: &T) -> Result<Vec<RawSigner>, MultisigError> {
     let malformed = |e: super::codec::DecodeError| MultisigError::MalformedBlob(e.0);
     let bytes = decode_hex_blob(blob).map_err(malformed)?;
     let parsed = StObject::parse(&bytes).map_err(malformed)?;
     let rest = parsed.without(&[fields::SIGNERS]);
-    if let Some(field) = tx.unsigned_fields().first_difference(&rest) {
+    let unsigned = unsigned_fields(tx)?;
+    if let Some(field) = unsigned.first_difference(&rest) {
         return Err(MultisigError::TransactionMismatch {
             field: field_name(field).into_owned(),
         });
     }
-    if rest.to_bytes() != tx.unsigned_fields().to_bytes() {
+    if rest.to_bytes() != unsigned.to_bytes() {
         return Err(MultisigError::TransactionMismatch {
             field: "serialization".into(),
         });
@@ -190,7 +229,7 @@ fn raw_signer(element: &Field) -> Result<RawSigner, MultisigError> {
 }
 
 /// Checks the entry's key is the account's master key and its signature verifies.
-fn verify_signature(tx: &PayoutTx, raw: &RawSigner) -> Result<VerifiedSigner, MultisigError> {
+fn verify_signature<T: MultisignTx>(tx: &T, raw: &RawSigner) -> Result<VerifiedSigner, MultisigError> {
     let account = raw.account.to_string();
     let public_key = XrplPublicKey::from_bytes(&raw.public_key).map_err(|_| {
         MultisigError::KeyDoesNotMatchAccount {
@@ -200,7 +239,7 @@ fn verify_signature(tx: &PayoutTx, raw: &RawSigner) -> Result<VerifiedSigner, Mu
     if public_key.address() != raw.account {
         return Err(MultisigError::KeyDoesNotMatchAccount { account });
     }
-    if !public_key.verifies(&tx.signing_data(&raw.account), &raw.signature) {
+    if !public_key.verifies(&tx.multisigning_data(&raw.account), &raw.signature) {
         return Err(MultisigError::InvalidSignature { account });
     }
     Ok(VerifiedSigner {
@@ -235,9 +274,9 @@ pub struct FinalPayout {
 /// exactly `tx`; the `Signers` are strictly in AccountID order, all in the signer
 /// list, with matching keys and valid signatures; there are at least the quorum and
 /// no more than the fee pays for.
-pub fn verify_multisigned(
+pub fn verify_multisigned<T: MultisignTx>(
     blob: &str,
-    tx: &PayoutTx,
+    tx: &T,
     signers: &EscrowSigners,
 ) -> Result<FinalPayout, MultisigError> {
     let raws = decode_against(blob, tx)?;
@@ -286,15 +325,15 @@ pub fn verify_multisigned(
 
 /// Gathers signatures on one payout transaction until the quorum is reached.
 #[derive(Clone, Debug)]
-pub struct SignatureCollector {
-    tx: PayoutTx,
+pub struct SignatureCollector<T: MultisignTx = PayoutTx> {
+    tx: T,
     signers: EscrowSigners,
     /// Keyed and so ordered by AccountID.
     collected: BTreeMap<XrplAddress, VerifiedSigner>,
 }
 
-impl SignatureCollector {
-    pub fn new(tx: PayoutTx, signers: EscrowSigners) -> Self {
+impl<T: MultisignTx> SignatureCollector<T> {
+    pub fn new(tx: T, signers: EscrowSigners) -> Self {
         Self {
             tx,
             signers,
@@ -302,7 +341,7 @@ impl SignatureCollector {
         }
     }
 
-    pub fn tx(&self) -> &PayoutTx {
+    pub fn tx(&self) -> &T {
         &self.tx
     }
 

@@ -408,10 +408,11 @@ pub(crate) fn sign_single(
     let public_key = key.public_key();
     json["SigningPubKey"] = public_key.to_hex().into();
     let unsigned = fields.with(Field::blob(fields::SIGNING_PUB_KEY, public_key.as_bytes()));
-    let unsigned_bytes = encode_checked(&json, &unsigned)?;
+    encode_checked(&json, &unsigned)?;
 
+    // A channel claim's `Signature` is not a signing field.
     let mut message = PREFIX_SINGLE_SIGN.to_vec();
-    message.extend_from_slice(&unsigned_bytes);
+    message.extend_from_slice(&unsigned.without(&[fields::SIGNATURE]).to_bytes());
     let signature = key.sign(&message)?;
 
     json["TxnSignature"] = hex::encode_upper(&signature).into();
@@ -453,7 +454,7 @@ pub(crate) fn verify_single_signed(
         return Err(format!("field {} differs", super::codec::field_name(field)));
     }
     let mut message = PREFIX_SINGLE_SIGN.to_vec();
-    message.extend_from_slice(&unsigned.to_bytes());
+    message.extend_from_slice(&unsigned.without(&[fields::SIGNATURE]).to_bytes());
     if !public_key.verifies(&message, signature) {
         return Err("the signature does not verify".into());
     }
