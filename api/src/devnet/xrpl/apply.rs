@@ -24,8 +24,9 @@ use agora_escrow::xrpl::{DecodedTx, SignatureError, TxAuthorization, XrplAddress
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 
+use super::channel::{self, ChannelFields};
 use super::ledger::{
-    account_fields, account_keylet, signer_entries_json, signer_list_keylet, AccountId,
+    account_fields, account_keylet, channel_fields, signer_entries_json, signer_list_keylet, AccountId,
     AccountRoot, SignerList, State, LSF_DISABLE_MASTER, LSF_REQUIRE_DEST_TAG,
 };
 use super::{BASE_FEE_DROPS, BASE_RESERVE_DROPS, OWNER_RESERVE_DROPS};
@@ -79,7 +80,13 @@ const RESULTS: &[(&str, i32, &str)] = &[
         142,
         "The operation requires the use of the Master Key.",
     ),
+    ("tecNO_DST", 124, "Destination does not exist. Send XRP to create it."),
+    ("tecUNFUNDED", 129, "Not enough XRP to satisfy the reserve requirement."),
+    ("tecNO_TARGET", 138, "Target account does not exist."),
+    ("tecNO_PERMISSION", 139, "No permission to perform requested operation."),
+    ("tecNO_ENTRY", 140, "No matching entry found."),
     ("tecDST_TAG_NEEDED", 143, "A destination tag is required."),
+    ("tecEXPIRED", 148, "Expiration time is passed."),
     (
         "tefALREADY",
         -198,
@@ -126,6 +133,7 @@ const RESULTS: &[(&str, i32, &str)] = &[
     ),
     ("temMALFORMED", -299, "Malformed transaction."),
     ("temBAD_AMOUNT", -298, "Malformed: Bad amount."),
+    ("temBAD_EXPIRATION", -296, "Malformed: Bad expiration."),
     ("temBAD_FEE", -295, "Invalid fee, negative or not XRP."),
     (
         "temBAD_REGKEY",
@@ -153,6 +161,7 @@ const RESULTS: &[(&str, i32, &str)] = &[
         "Malformed: Partial payment is not allowed for XRP to XRP.",
     ),
     ("temBAD_SIGNATURE", -282, "Malformed: Bad signature."),
+    ("temDST_IS_SRC", -279, "Destination may not be source."),
     ("temDST_NEEDED", -278, "Destination not specified."),
     (
         "temINVALID_FLAG",
@@ -234,6 +243,32 @@ struct Fields {
     signer_quorum: Option<u32>,
     signer_entries: Option<Vec<SignerEntryWrapper>>,
     regular_key: Option<XrplAddress>,
+    channel: Option<String>,
+    balance: Option<String>,
+    public_key: Option<String>,
+    signature: Option<String>,
+    settle_delay: Option<u32>,
+    expiration: Option<u32>,
+    cancel_after: Option<u32>,
+}
+
+impl Fields {
+    fn channel_fields(&self) -> ChannelFields {
+        ChannelFields {
+            channel: self.channel.clone(),
+            amount: self.amount.as_deref().and_then(positive_drops),
+            balance: self.balance.as_deref().and_then(positive_drops),
+            public_key: self.public_key.clone(),
+            signature: self.signature.clone(),
+            settle_delay: self.settle_delay,
+            expiration: self.expiration,
+            cancel_after: self.cancel_after,
+        }
+    }
+
+    fn is_channel_tx(&self) -> bool {
+        self.transaction_type.starts_with("PaymentChannel")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -284,6 +319,12 @@ fn type_fields(tx_type: &str) -> Option<(&'static [&'static str], &'static [&'st
         "SetRegularKey" => (&["RegularKey"], &[]),
         "SignerListSet" => (&["SignerQuorum", "SignerEntries"], &["SignerQuorum"]),
         "AccountDelete" => (&["Destination", "DestinationTag"], &["Destination"]),
+        "PaymentChannelCreate" => (
+            &["Destination", "Amount", "SettleDelay", "PublicKey", "CancelAfter", "DestinationTag"],
+            &["Destination", "Amount", "SettleDelay", "PublicKey"],
+        ),
+        "PaymentChannelFund" => (&["Channel", "Amount", "Expiration"], &["Channel", "Amount"]),
+        "PaymentChannelClaim" => (&["Channel", "Balance", "Amount", "Signature", "PublicKey"], &["Channel"]),
         _ => return None,
     })
 }
@@ -433,6 +474,11 @@ pub(crate) fn apply(
     let before = state.clone();
     let result = match do_apply(state, tx, fee, signed_with_master, ledger_index) {
         Ok(()) => "tesSUCCESS",
+        Err(code) if !code.starts_with("tec") => {
+            // rippled's doApply may still refuse (temBAD_SIGNATURE, ...): not applied.
+            *state = before;
+            return Verdict::Refused(code);
+        }
         Err(tec) => {
             // A tec result keeps the fee and the Sequence, nothing else.
             *state = before.clone();
@@ -447,7 +493,12 @@ pub(crate) fn apply(
     sender.sequence += 1;
     state.total_drops -= fee;
 
-    let touched = touched_accounts(tx);
+    let mut touched = touched_accounts(tx);
+    for id in channel::channel_parties(&before, f.channel.as_deref()) {
+        if !touched.contains(&id) {
+            touched.push(id);
+        }
+    }
     for id in &touched {
         if let Some(a) = state.accounts.get_mut(id) {
             if before.accounts.get(id) != Some(a) {
@@ -457,10 +508,10 @@ pub(crate) fn apply(
         }
     }
     let mut meta = Map::new();
-    meta.insert(
-        "AffectedNodes".into(),
-        affected_nodes(&before, state, &touched).into(),
-    );
+    let mut nodes = affected_nodes(&before, state, &touched);
+    nodes.extend(channel_nodes(&before, state));
+    nodes.sort_by(|a, b| node_key(a).cmp(&node_key(b)));
+    meta.insert("AffectedNodes".into(), nodes.into());
     meta.insert("TransactionIndex".into(), tx_index.into());
     meta.insert("TransactionResult".into(), result.into());
     if result == "tesSUCCESS" && f.transaction_type == "Payment" {
@@ -576,6 +627,13 @@ fn preflight(tx: &CheckedTx) -> Result<(), &'static str> {
                 }
             }
         }
+        t if t.starts_with("PaymentChannel") => channel::preflight(
+            t,
+            &tx.account,
+            f.destination.as_ref().map(XrplAddress::account_id),
+            f.flags,
+            &f.channel_fields(),
+        )?,
         // Not modelled: deleting accounts.
         _ => return Err("temDISABLED"),
     }
@@ -648,6 +706,23 @@ fn do_apply(
     };
     // rippled compares against the balance before the fee is taken.
     let prior_balance = sender.balance;
+    if f.is_channel_tx() {
+        // The fee is taken by the caller afterwards; the engine sees the prior balance.
+        return channel::do_apply(
+            state,
+            &f.transaction_type,
+            &tx.account,
+            f.destination.as_ref().map(XrplAddress::account_id),
+            f.destination_tag,
+            f.flags,
+            &f.channel_fields(),
+            f.sequence,
+            prior_balance,
+            fee,
+            tx.hash(),
+            ledger_index,
+        );
+    }
     match f.transaction_type.as_str() {
         "Payment" => {
             let (Some(destination), Some(amount)) =
@@ -764,6 +839,46 @@ fn touched_accounts(tx: &CheckedTx) -> Vec<AccountId> {
         }
     }
     ids
+}
+
+/// The ledger object id a metadata node is about, for rippled's ordering.
+fn node_key(node: &Json) -> String {
+    node.as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|inner| inner["LedgerIndex"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `AffectedNodes` entries for the PayChannels that were created, changed or
+/// deleted (closed).
+fn channel_nodes(before: &State, after: &State) -> Vec<Json> {
+    let mut nodes = Vec::new();
+    let ids: BTreeSet<&[u8; 32]> = before.channels.keys().chain(after.channels.keys()).collect();
+    for id in ids {
+        let key = hex::encode_upper(id);
+        match (before.channels.get(id), after.channels.get(id)) {
+            (None, Some(new)) => nodes.push(json!({"CreatedNode": {
+                "LedgerEntryType": "PayChannel", "LedgerIndex": key, "NewFields": channel_fields(new),
+            }})),
+            (Some(old), None) => nodes.push(json!({"DeletedNode": {
+                "FinalFields": channel_fields(old), "LedgerEntryType": "PayChannel", "LedgerIndex": key,
+                "PreviousTxnID": old.previous_txn_id, "PreviousTxnLgrSeq": old.previous_txn_lgr_seq,
+            }})),
+            (Some(old), Some(new)) if old != new => {
+                let (was, now) = (channel_fields(old), channel_fields(new));
+                let changed: Map<String, Json> =
+                    was.iter().filter(|(k, v)| now.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                nodes.push(json!({"ModifiedNode": {
+                    "FinalFields": now, "LedgerEntryType": "PayChannel", "LedgerIndex": key,
+                    "PreviousFields": changed,
+                    "PreviousTxnID": old.previous_txn_id, "PreviousTxnLgrSeq": old.previous_txn_lgr_seq,
+                }}));
+            }
+            _ => {}
+        }
+    }
+    nodes
 }
 
 /// rippled-style `AffectedNodes` for the AccountRoots and SignerLists that changed,

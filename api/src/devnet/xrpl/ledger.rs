@@ -51,11 +51,34 @@ impl AccountRoot {
     }
 }
 
-/// All accounts, and the XRP in existence (fees are destroyed).
+/// A PayChannel ledger object (see `channel.rs` for the rules).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PayChannel {
+    pub owner: AccountId,
+    pub destination: AccountId,
+    /// XRP put into the channel so far.
+    pub amount: u64,
+    /// XRP already paid out to the destination; never above `amount`.
+    pub balance: u64,
+    /// The claim key (33 bytes).
+    pub public_key: Vec<u8>,
+    pub settle_delay: u32,
+    pub expiration: Option<u32>,
+    pub cancel_after: Option<u32>,
+    pub destination_tag: Option<u32>,
+    pub previous_txn_id: String,
+    pub previous_txn_lgr_seq: u32,
+}
+
+/// All accounts and channels, and the XRP in existence (fees are destroyed).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct State {
     pub accounts: BTreeMap<AccountId, AccountRoot>,
+    pub channels: BTreeMap<[u8; 32], PayChannel>,
     pub total_drops: u64,
+    /// The close time of the last closed ledger: what the open ledger's
+    /// transactions see as the "parent close time" (expirations compare to it).
+    pub parent_close_time: u32,
 }
 
 impl State {
@@ -78,8 +101,38 @@ impl State {
                 }
             }
         }
+        for (id, c) in &self.channels {
+            h.update(id);
+            h.update(c.amount.to_be_bytes());
+            h.update(c.balance.to_be_bytes());
+            h.update(c.expiration.unwrap_or_default().to_be_bytes());
+        }
         half(h)
     }
+}
+
+/// A PayChannel in rippled's JSON (`ledger_entry`, metadata fields).
+pub(crate) fn channel_fields(c: &PayChannel) -> Map<String, Json> {
+    let mut m = Map::new();
+    m.insert("Account".into(), address(&c.owner).into());
+    m.insert("Amount".into(), c.amount.to_string().into());
+    m.insert("Balance".into(), c.balance.to_string().into());
+    m.insert("Destination".into(), address(&c.destination).into());
+    m.insert("DestinationNode".into(), "0".into());
+    m.insert("Flags".into(), 0.into());
+    m.insert("OwnerNode".into(), "0".into());
+    m.insert("PublicKey".into(), hex::encode_upper(&c.public_key).into());
+    m.insert("SettleDelay".into(), c.settle_delay.into());
+    if let Some(e) = c.expiration {
+        m.insert("Expiration".into(), e.into());
+    }
+    if let Some(e) = c.cancel_after {
+        m.insert("CancelAfter".into(), e.into());
+    }
+    if let Some(t) = c.destination_tag {
+        m.insert("DestinationTag".into(), t.into());
+    }
+    m
 }
 
 /// One transaction as a closed ledger holds it.

@@ -13,6 +13,7 @@
 //! (network "devnet"): the genesis account's key is public.
 
 mod apply;
+mod channel;
 mod commands;
 mod ledger;
 mod rpc;
@@ -125,6 +126,9 @@ pub(crate) struct Inner {
     pub(crate) ledgers: VecDeque<LedgerRecord>,
     /// Transaction hash → index of the validated ledger holding it.
     pub(crate) tx_locations: HashMap<String, u32>,
+    /// Seconds added to the wall clock for close times (a test hook: channel
+    /// expirations without waiting).
+    time_offset: u32,
 }
 
 /// What a submission came to.
@@ -261,7 +265,9 @@ impl Inner {
     fn close(&mut self, events: &broadcast::Sender<Arc<str>>) -> LedgerId {
         let parent = self.last();
         let index = parent.index + 1;
-        let close_time = ledger::ripple_now().max(parent.close_time);
+        let close_time = ledger::ripple_now()
+            .saturating_add(self.time_offset)
+            .max(parent.close_time);
         let record = LedgerRecord::seal(
             index,
             parent.hash.clone(),
@@ -274,6 +280,7 @@ impl Inner {
         for tx in &record.txs {
             self.tx_locations.insert(tx.hash.clone(), index);
         }
+        self.open.parent_close_time = close_time;
         self.closed = self.open.clone();
         let id = LedgerId {
             index,
@@ -343,6 +350,7 @@ impl XrplDevnet {
             },
         );
         let close_time = ledger::ripple_now();
+        state.parent_close_time = close_time;
         let genesis_ledger = LedgerRecord::seal(
             1,
             "0".repeat(64),
@@ -360,6 +368,7 @@ impl XrplDevnet {
             held: Vec::new(),
             ledgers: VecDeque::from([genesis_ledger]),
             tx_locations: HashMap::new(),
+            time_offset: 0,
         };
         let (events, _) = broadcast::channel(STREAM_BUFFER);
         inner.close(&events);
@@ -427,6 +436,25 @@ impl XrplDevnet {
 
     /// Closes the open ledger; it is validated at once. Held transactions are
     /// then retried against the next open ledger.
+    /// Moves the devnet's clock `seconds` ahead: later ledgers close that much
+    /// later (what a channel's `SettleDelay` or `CancelAfter` waits for).
+    pub fn advance_time(&self, seconds: u32) {
+        let mut inner = self.inner();
+        inner.time_offset = inner.time_offset.saturating_add(seconds);
+    }
+
+    /// The PayChannel `id` (hex) in the validated ledger, as rippled's
+    /// `ledger_entry` shows it; `None` once it is closed or if it never existed.
+    pub fn channel(&self, id: &str) -> Option<Json> {
+        let id = agora_escrow::xrpl::ChannelId::parse(id).ok()?;
+        let inner = self.inner();
+        let c = inner.closed.channels.get(id.as_bytes())?;
+        let mut fields = ledger::channel_fields(c);
+        fields.insert("LedgerEntryType".into(), "PayChannel".into());
+        fields.insert("index".into(), id.to_hex().into());
+        Some(Json::Object(fields))
+    }
+
     pub fn close_ledger(&self) -> LedgerId {
         self.inner().close(&self.shared.events)
     }

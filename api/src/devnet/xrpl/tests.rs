@@ -524,3 +524,176 @@ async fn the_websocket_api_answers_streams_and_pings() {
     assert!(end.is_ok(), "the server dropped the connection");
     servers.stop().await;
 }
+
+mod channels {
+    //! PaymentChannelCreate / Fund / Claim on a 2-of-3 escrow account.
+    use agora_escrow::xrpl::{
+        sign_claim, sign_destination_claim, sign_payout, ChannelTx, ChannelTxKind, DestinationClaim,
+        PayoutDestination, SignatureCollector,
+    };
+
+    use super::*;
+
+    struct Fixture {
+        devnet: XrplDevnet,
+        escrow: XrplAddress,
+        next: u32,
+    }
+
+    /// An escrow account with 20 XRP, its 2-of-3 list (buyer 11, provider 12,
+    /// arbitrator 13) installed and its master key disabled; the provider funded.
+    fn escrow() -> Fixture {
+        let keyring = XrplKeyring::from_secret(&[9; 32]).unwrap();
+        let escrow = keyring.escrow_account(4).unwrap().address;
+        let devnet = XrplDevnet::new();
+        devnet.faucet(escrow.as_str(), 20_000_000).unwrap();
+        devnet.faucet(key(12).address().as_str(), 5_000_000).unwrap();
+        let created = devnet.close_ledger().index;
+        let config = sign_escrow_configuration(
+            &keyring,
+            4,
+            &signers(),
+            &ConfigurationParams { first_sequence: created, fee_drops: 10, last_ledger_sequence: created + 10, reserves: reserves() },
+        )
+        .unwrap();
+        assert_eq!(devnet.submit(&config.signer_list_set.blob).engine_result, "tesSUCCESS");
+        assert_eq!(devnet.submit(&config.disable_master.blob).engine_result, "tesSUCCESS");
+        devnet.close_ledger();
+        Fixture { devnet, escrow, next: created + 2 }
+    }
+
+    impl Fixture {
+        /// Submits `kind` multisigned by the buyer and the provider.
+        fn owner(&mut self, kind: ChannelTxKind) -> (String, ChannelTx) {
+            let tx = ChannelTx::new(&self.escrow, kind, 10, self.next, None).unwrap();
+            let mut c = SignatureCollector::new(tx.clone(), signers());
+            for k in [key(11), key(12)] {
+                c.add_signer_blob(&sign_payout(&tx, &k).unwrap()).unwrap();
+            }
+            let result = self.devnet.submit(&c.finalize().unwrap().blob).engine_result;
+            if result.starts_with("tes") || result.starts_with("tec") {
+                self.next += 1;
+            }
+            (result, tx)
+        }
+
+        fn create(&mut self, amount: u64) -> agora_escrow::xrpl::ChannelId {
+            let (result, tx) = self.owner(ChannelTxKind::Create {
+                destination: PayoutDestination { address: key(12).address().clone(), tag: None },
+                amount_drops: amount,
+                settle_delay: 3_600,
+                public_key: key(11).public_key().clone(),
+            });
+            assert_eq!(result, "tesSUCCESS");
+            self.devnet.close_ledger();
+            tx.channel()
+        }
+
+        /// The provider redeems the buyer's claim of `drops`, signed by `signer`.
+        fn redeem(&self, channel: agora_escrow::xrpl::ChannelId, drops: u64, signer: u8, close: bool) -> String {
+            let provider = key(12);
+            let sequence = self.devnet.account(provider.address().as_str()).unwrap().sequence;
+            let blob = sign_destination_claim(
+                &provider,
+                &DestinationClaim {
+                    channel,
+                    balance_drops: drops,
+                    public_key: key(11).public_key().clone(),
+                    signature: sign_claim(&key(signer), &channel, drops).unwrap(),
+                    close,
+                    fee_drops: 10,
+                    sequence,
+                    last_ledger_sequence: None,
+                },
+            )
+            .unwrap()
+            .blob;
+            self.devnet.submit(&blob).engine_result
+        }
+
+        fn balance(&self, k: u8) -> u64 {
+            self.devnet.account(key(k).address().as_str()).unwrap().balance_drops
+        }
+    }
+
+    #[test]
+    fn a_claim_only_grows_never_passes_the_amount_and_needs_the_buyers_key() {
+        let mut f = escrow();
+        let channel = f.create(5_000_000);
+        let ch = f.devnet.channel(&channel.to_hex()).unwrap();
+        assert_eq!((ch["Amount"].as_str(), ch["Balance"].as_str(), ch["SettleDelay"].as_u64()), (Some("5000000"), Some("0"), Some(3_600)));
+        let before = f.balance(12);
+        assert_eq!(f.redeem(channel, 1_000_000, 11, false), "tesSUCCESS");
+        f.devnet.close_ledger();
+        assert_eq!(f.balance(12), before + 1_000_000 - 10);
+        assert_eq!(f.redeem(channel, 1_000_000, 11, false), "tecUNFUNDED_PAYMENT", "an equal claim pays nothing");
+        f.devnet.close_ledger();
+        assert_eq!(f.redeem(channel, 6_000_000, 11, false), "tecUNFUNDED_PAYMENT", "above the channel");
+        f.devnet.close_ledger();
+        assert_eq!(f.redeem(channel, 2_000_000, 13, false), "temBAD_SIGNATURE", "not the claim key");
+        f.devnet.close_ledger();
+        let ch = f.devnet.channel(&channel.to_hex()).unwrap();
+        assert_eq!(ch["Balance"], "1000000");
+    }
+
+    #[test]
+    fn the_source_close_waits_for_the_settle_delay_and_returns_the_rest() {
+        let mut f = escrow();
+        let channel = f.create(5_000_000);
+        let escrow_before = f.devnet.account(f.escrow.as_str()).unwrap().balance_drops;
+        let (r, _) = f.owner(ChannelTxKind::Claim { channel, balance_drops: Some(700_000), close: true });
+        assert_eq!(r, "tesSUCCESS");
+        f.devnet.close_ledger();
+        let ch = f.devnet.channel(&channel.to_hex()).expect("still open during the settle delay");
+        assert_eq!(ch["Balance"], "700000");
+        assert!(ch["Expiration"].is_u64());
+        // The provider can still redeem a higher claim before expiration.
+        assert_eq!(f.redeem(channel, 900_000, 11, false), "tesSUCCESS");
+        f.devnet.close_ledger();
+        f.devnet.advance_time(3_601);
+        f.devnet.close_ledger();
+        let (r, _) = f.owner(ChannelTxKind::Claim { channel, balance_drops: None, close: false });
+        assert_eq!(r, "tesSUCCESS", "a transaction on an expired channel closes it");
+        f.devnet.close_ledger();
+        assert!(f.devnet.channel(&channel.to_hex()).is_none());
+        let escrow_after = f.devnet.account(f.escrow.as_str()).unwrap().balance_drops;
+        // Two owner transactions at 30 drops; 4.1 XRP came back.
+        assert_eq!(escrow_after, escrow_before - 60 + 4_100_000);
+        // A claim on a closed channel.
+        assert_eq!(f.redeem(channel, 1_000_000, 11, false), "tecNO_TARGET");
+    }
+
+    #[test]
+    fn the_destination_closes_at_once_and_funding_is_the_owners_alone() {
+        let mut f = escrow();
+        let channel = f.create(5_000_000);
+        let (r, _) = f.owner(ChannelTxKind::Fund { channel, amount_drops: 1_000_000 });
+        assert_eq!(r, "tesSUCCESS");
+        f.devnet.close_ledger();
+        assert_eq!(f.devnet.channel(&channel.to_hex()).unwrap()["Amount"], "6000000");
+        let (r, _) = f.owner(ChannelTxKind::Fund { channel, amount_drops: 100_000_000 });
+        assert_eq!(r, "tecUNFUNDED");
+        let unknown = agora_escrow::xrpl::ChannelId::from_bytes([7; 32]);
+        let (r, _) = f.owner(ChannelTxKind::Fund { channel: unknown, amount_drops: 1 });
+        assert_eq!(r, "tecNO_ENTRY");
+        f.devnet.close_ledger();
+        let escrow_before = f.devnet.account(f.escrow.as_str()).unwrap().balance_drops;
+        assert_eq!(f.redeem(channel, 2_000_000, 11, true), "tesSUCCESS");
+        f.devnet.close_ledger();
+        assert!(f.devnet.channel(&channel.to_hex()).is_none(), "closed at once");
+        let escrow_after = f.devnet.account(f.escrow.as_str()).unwrap().balance_drops;
+        assert_eq!(escrow_after, escrow_before + 4_000_000);
+    }
+
+    #[test]
+    fn a_channel_above_the_reserve_is_refused() {
+        let mut f = escrow();
+        let (r, _) = f.owner(ChannelTxKind::Create {
+            destination: PayoutDestination { address: key(12).address().clone(), tag: None },
+            amount_drops: 19_000_000,
+            settle_delay: 0,
+            public_key: key(11).public_key().clone(),
+        });
+        assert_eq!(r, "tecUNFUNDED", "the owner reserve of the signer list and the channel stay");
+    }
+}
