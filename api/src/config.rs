@@ -189,8 +189,17 @@ pub struct XrplSettings {
     pub base_fee_drops: u64,
     pub base_reserve_drops: u64,
     pub owner_reserve_drops: u64,
-    /// Ledgers a signed transaction stays valid (its LastLedgerSequence).
+    /// Which XRP Ledger network the watchers read: `devnet` (the local chain
+    /// or another development network), `testnet` or `mainnet`. Development
+    /// keys are generated only on `devnet`.
+    pub network: String,
+    /// Ledgers an automatic set-up transaction (the escrow account's funding,
+    /// signer list, master-key switch) stays valid (its LastLedgerSequence).
     pub ledger_window: u32,
+    /// Minutes a payout Payment stays signable: its LastLedgerSequence is the
+    /// validated ledger when it is built plus this many minutes of ledgers,
+    /// counted at the fastest close pace (3 s a ledger).
+    pub signing_window_minutes: u32,
     pub commission_bps: u16,
     pub arbitration_fee_fixed_drops: u64,
     pub arbitration_fee_bps: u16,
@@ -370,7 +379,9 @@ impl Default for Settings {
                 base_fee_drops: 10,
                 base_reserve_drops: 1_000_000,
                 owner_reserve_drops: 200_000,
+                network: "devnet".into(),
                 ledger_window: 20,
+                signing_window_minutes: 60,
                 commission_bps: 250,
                 arbitration_fee_fixed_drops: 1_000_000,
                 arbitration_fee_bps: 100,

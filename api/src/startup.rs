@@ -79,6 +79,12 @@ impl Application {
             metrics: Arc::new(crate::metrics::Metrics::new(settings.database.max_connections)?),
         });
         let devnets = if settings.devnet_enabled() {
+            if state.xrpl.network != XrplNetwork::Devnet {
+                anyhow::bail!(
+                    "the local chains run only with xrpl.network = devnet (it is {}); disable devnet.enabled to watch a real network",
+                    settings.xrpl.network
+                );
+            }
             Some(crate::chains::start_devnets(&settings, state.xrpl.operating.address.as_str()).await?)
         } else {
             None
@@ -291,12 +297,19 @@ const DEV_XRPL_SECRET_FILE: &str = "xrpl-marketplace.secret";
 /// secret is generated once into the data directory.
 pub fn xrpl_context(settings: &Settings) -> anyhow::Result<XrplContext> {
     let cfg = &settings.xrpl;
+    let network = XrplNetwork::parse(&cfg.network)
+        .ok_or_else(|| anyhow::anyhow!("xrpl.network must be devnet, testnet or mainnet (it is {:?})", cfg.network))?;
     let secret_hex = if let Some(secret) = &cfg.secret_hex {
         secret.expose().to_owned()
     } else if let Some(path) = &cfg.secret_file {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
-    } else if settings.mode == Mode::Production {
-        anyhow::bail!("the marketplace's XRPL secret is missing: set xrpl.secret_file (AGORA__XRPL__SECRET_FILE)");
+    } else if settings.mode == Mode::Production || network != XrplNetwork::Devnet {
+        // A generated secret is for throw-away development ledgers only: on a
+        // real network it would hold escrows nobody has a backup of.
+        anyhow::bail!(
+            "the marketplace's XRPL secret is missing: set xrpl.secret_file (AGORA__XRPL__SECRET_FILE); development secrets are generated only when xrpl.network is devnet (it is {})",
+            cfg.network
+        );
     } else {
         let path = settings.data_dir.join(DEV_XRPL_SECRET_FILE);
         if !path.exists() {
@@ -326,8 +339,44 @@ pub fn xrpl_context(settings: &Settings) -> anyhow::Result<XrplContext> {
             base_drops: cfg.base_reserve_drops,
             owner_drops: cfg.owner_reserve_drops,
         },
-        payout_ledger_window: cfg.ledger_window,
+        network,
+        setup_ledger_window: cfg.ledger_window.max(1),
+        signing_window_ledgers: signing_window_ledgers(cfg.signing_window_minutes)?,
     })
+}
+
+/// The XRP Ledger network the marketplace works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XrplNetwork {
+    Devnet,
+    Testnet,
+    Mainnet,
+}
+
+impl XrplNetwork {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "devnet" => Some(Self::Devnet),
+            "testnet" => Some(Self::Testnet),
+            "mainnet" => Some(Self::Mainnet),
+            _ => None,
+        }
+    }
+}
+
+/// Fastest pace at which rippled closes ledgers: counting the signing window
+/// at this pace means a payout stays signable at least as many minutes as
+/// configured.
+const FASTEST_LEDGER_CLOSE_SECS: u32 = 3;
+
+/// Ledgers in a signing window of `minutes` (at least one minute).
+pub fn signing_window_ledgers(minutes: u32) -> anyhow::Result<u32> {
+    if minutes == 0 {
+        anyhow::bail!("xrpl.signing_window_minutes must be at least 1");
+    }
+    minutes
+        .checked_mul(60 / FASTEST_LEDGER_CLOSE_SECS)
+        .ok_or_else(|| anyhow::anyhow!("xrpl.signing_window_minutes is too large"))
 }
 
 #[cfg(test)]
@@ -360,6 +409,38 @@ mod tests {
         let main_key_on_regtest = error_of(&settings("regtest", Some(xprv)));
         assert!(main_key_on_regtest.contains("mainnet (xprv)"), "{main_key_on_regtest}");
         assert!(bitcoin_context(&settings("regtest", Some(tprv))).is_ok());
+    }
+
+    fn xrpl_error_of(network: &str) -> String {
+        let mut s = settings("regtest", None);
+        s.xrpl.network = network.into();
+        s.xrpl.secret_hex = None;
+        s.xrpl.secret_file = None;
+        std::fs::create_dir_all(&s.data_dir).unwrap();
+        match xrpl_context(&s) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_development_xrpl_secret_is_generated_only_on_the_devnet() {
+        assert_eq!(xrpl_error_of("devnet"), "");
+        for real in ["testnet", "mainnet"] {
+            let refused = xrpl_error_of(real);
+            assert!(refused.contains("xrpl.secret_file"), "{real}: {refused}");
+            assert!(refused.contains("only when xrpl.network is devnet"), "{real}: {refused}");
+        }
+        let unknown = xrpl_error_of("livenet");
+        assert!(unknown.contains("xrpl.network must be devnet, testnet or mainnet"), "{unknown}");
+    }
+
+    #[test]
+    fn the_signing_window_is_counted_in_minutes_at_the_fastest_pace() {
+        assert_eq!(signing_window_ledgers(60).unwrap(), 1_200);
+        assert_eq!(signing_window_ledgers(1).unwrap(), 20);
+        assert!(signing_window_ledgers(0).is_err());
+        assert!(signing_window_ledgers(u32::MAX).is_err());
     }
 
     #[test]

@@ -26,10 +26,17 @@ pub async fn tick<S: XrplSource>(app: &TestApp, w: &XrplWatcher<S>) {
 }
 
 pub async fn setup(backend: Backend) -> Option<(TestApp, XrplWatcher<RippledSource>, Parties, Value)> {
+    setup_with(backend, |_| {}).await
+}
+
+pub async fn setup_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut agora_api::config::Settings),
+) -> Option<(TestApp, XrplWatcher<RippledSource>, Parties, Value)> {
     if !xrpl::available() {
         return None;
     }
-    let app = TestApp::spawn_with_chains(backend).await;
+    let app = TestApp::spawn_with_chains_and(backend, tweak).await;
     let chains = app.chains().clone();
     let source = RippledSource::connect(&chains.xrpl_ws_url, &chains.xrpl_rpc_url).await.unwrap();
     let watcher = XrplWatcher::new(app.state.clone(), source);
@@ -106,13 +113,22 @@ async fn an_xrp_order_is_set_up_funded_released_and_settled_on_the_ledger(backen
 }
 
 async fn a_payout_whose_last_ledger_passed_is_rebuilt_and_signed_again(backend: Backend) {
-    let Some((app, watcher, p, order)) = setup(backend).await else { return };
+    // A one-minute signing window: 20 ledgers at the fastest pace.
+    let Some((app, watcher, p, order)) = setup_with(backend, |s| s.xrpl.signing_window_minutes = 1).await else { return };
     let escrow = view(&app, &order, &p.buyer.access_token).await["xrplEscrow"]["account"].as_str().unwrap().to_owned();
     pay_deposit(&app, &escrow, 25_000_000).await;
     tick(&app, &watcher).await;
     action(&app, "markDelivered", &order, &p.provider.access_token).await;
+    // Ledgers pass between funding and release: the signing window counts
+    // from the ledger validated when the payout is built, not from funding.
+    for _ in 0..30 {
+        app.chains().xrpl.close_ledger();
+    }
+    catch_up(&watcher).await;
+    let validated_at_release = app.state.tips.xrpl();
     let releasing = action(&app, "releaseFunds", &order, &p.buyer.access_token).await;
     let old_lls = releasing["payout"]["xrplTransactions"][0]["lastLedgerSequence"].as_u64().unwrap();
+    assert_eq!(old_lls, validated_at_release + 20, "a payout is born with its whole signing window");
     // Only the buyer signs; the provider waits until the payout can no longer be validated.
     submit(&app, &order, &sign_all(&releasing, BUYER_SEED), &p.buyer.access_token).await.ok();
     for _ in 0..25 {
@@ -125,6 +141,25 @@ async fn a_payout_whose_last_ledger_passed_is_rebuilt_and_signed_again(backend: 
     assert!(new_lls > old_lls + 20, "{old_lls} -> {new_lls}");
     assert_eq!(rebuilt["payout"]["complete"], false);
     assert_eq!(rebuilt["payout"]["signedBy"], serde_json::json!([]), "old signatures do not carry over");
+    let history = app
+        .gql(
+            "query($id: ID!) { order(id: $id) { history { event detail } } }",
+            serde_json::json!({ "id": order["id"] }),
+            Some(&p.buyer.access_token),
+        )
+        .await;
+    let why = history.body["data"]["order"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["event"] == "PayoutRebuilt")
+        .unwrap_or_else(|| panic!("the rebuild is in the history: {}", history.body))["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(why.contains(&format!("expired at ledger {old_lls}")), "{why}");
+    assert!(why.contains("signed by buyer"), "{why}");
+    assert!(why.contains("sign them again"), "{why}");
     submit(&app, &order, &sign_all(&rebuilt, BUYER_SEED), &p.buyer.access_token).await.ok();
     submit(&app, &order, &sign_all(&rebuilt, PROVIDER_SEED), &p.provider.access_token).await.ok();
     watcher.submit_pending().await.unwrap();

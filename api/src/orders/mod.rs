@@ -240,7 +240,10 @@ pub async fn transition(
                     let rate = btc.payout_fee_rate(&app.bitcoin.fees);
                     btc.prepare_payout(plan, rate)?
                 }
-                EscrowRecord::Xrpl(x) => x.prepare_payout(plan, &app.xrpl)?,
+                EscrowRecord::Xrpl(x) => {
+                    let validated = u32::try_from(app.tips.xrpl()).unwrap_or(u32::MAX);
+                    x.prepare_payout(plan, &app.xrpl, validated)?
+                }
             }
             notes.push(format!("payout prepared: {}", outcome_name(plan.outcome())));
         }

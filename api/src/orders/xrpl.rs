@@ -23,8 +23,20 @@ pub struct XrplContext {
     pub marketplace: PayoutDestination,
     pub base_fee_drops: u64,
     pub reserves: Reserves,
-    /// How many ledgers a payout stays valid (`LastLedgerSequence` offset).
-    pub payout_ledger_window: u32,
+    pub network: crate::startup::XrplNetwork,
+    /// How many ledgers an automatic set-up transaction stays valid.
+    pub setup_ledger_window: u32,
+    /// How many ledgers a payout stays signable (`xrpl.signing_window_minutes`).
+    pub signing_window_ledgers: u32,
+}
+
+impl XrplContext {
+    /// The `LastLedgerSequence` of a payout built when `validated` is the
+    /// latest validated ledger: the signing window counts from now, never from
+    /// an older ledger the escrow was last seen in.
+    pub fn last_ledger_sequence(&self, validated: u32) -> u32 {
+        validated.saturating_add(self.signing_window_ledgers)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,7 +145,7 @@ impl XrplEscrow {
                 configuration_fee_drops: ctx.base_fee_drops,
                 fee_drops: ctx.base_fee_drops,
                 sequence: operating_sequence,
-                last_ledger_sequence: ledger_index + ctx.payout_ledger_window,
+                last_ledger_sequence: ledger_index + ctx.setup_ledger_window,
             },
         )
         .map_err(internal)?;
@@ -152,7 +164,7 @@ impl XrplEscrow {
             &ConfigurationParams {
                 first_sequence: created_in,
                 fee_drops: ctx.base_fee_drops,
-                last_ledger_sequence: created_in + ctx.payout_ledger_window,
+                last_ledger_sequence: created_in + ctx.setup_ledger_window,
                 reserves: ctx.reserves,
             },
         )
@@ -220,14 +232,18 @@ impl XrplEscrow {
 
     /// Builds one multisigned Payment per recipient for `plan`; a metered
     /// settlement gets exactly the claim's Payments ([`Self::claim_plan`]).
-    pub fn prepare_payout(&mut self, plan: &DomainPlan, ctx: &XrplContext) -> Result<(), ApiError> {
+    ///
+    /// `validated` is the latest validated ledger: the signing window of the
+    /// Payments counts from it.
+    pub fn prepare_payout(&mut self, plan: &DomainPlan, ctx: &XrplContext, validated: u32) -> Result<(), ApiError> {
+        let validated = validated.max(self.ledger_index);
         let first_sequence = self.next_sequence.ok_or_else(|| {
             ApiError::conflict("ESCROW_NOT_READY", "the escrow account is not set up on the ledger yet")
         })?;
         let funded = plan.funded().minor();
         let staged_lls = self.claim_last_ledger_sequence.take();
         if let Some(claimed) = plan.claimed() {
-            let lls = staged_lls.unwrap_or(self.ledger_index + ctx.payout_ledger_window);
+            let lls = staged_lls.unwrap_or_else(|| ctx.last_ledger_sequence(validated));
             let built = self.claim_plan(ctx, funded, claimed, plan.terms().commission_bps, lls)?;
             self.store_payout(built);
             return Ok(());
@@ -240,7 +256,7 @@ impl XrplEscrow {
                 terms: *plan.terms(),
                 base_fee_drops: ctx.base_fee_drops,
                 first_sequence,
-                last_ledger_sequence: self.ledger_index + ctx.payout_ledger_window,
+                last_ledger_sequence: ctx.last_ledger_sequence(validated),
             },
             |total, fee| {
                 if total != funded {

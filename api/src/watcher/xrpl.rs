@@ -270,7 +270,12 @@ impl<S: XrplSource> XrplWatcher<S> {
         };
         let plan = payout.plan;
         let outcome = payout.outcome();
-        let had_marketplace = xrpl_of(&order).is_some_and(|x| x.signed_by().contains(&"arbitrator"));
+        let signed_before = xrpl_of(&order).map(|x| x.signed_by()).unwrap_or_default();
+        let had_marketplace = signed_before.contains(&"arbitrator");
+        let expired_at = xrpl_of(&order)
+            .and_then(|x| x.payout.as_ref())
+            .and_then(|p| p.transactions.first())
+            .map_or(0, |t| t.last_ledger_sequence);
         let ctx = Context {
             now,
             actor: Actor::System,
@@ -278,9 +283,9 @@ impl<S: XrplSource> XrplWatcher<S> {
             terms: order.terms.escrow_terms(),
             latest_claim: None,
         };
+        let validated = u32::try_from(self.app.tips.xrpl()).unwrap_or(u32::MAX);
         if let EscrowRecord::Xrpl(x) = &mut order.escrow {
-            x.ledger_index = x.ledger_index.max(u32::try_from(self.app.tips.xrpl()).unwrap_or(u32::MAX));
-            x.prepare_payout(&plan, &self.app.xrpl)?;
+            x.prepare_payout(&plan, &self.app.xrpl, validated)?;
         }
         // The re-signature goes through the one signing gate: the policy is
         // checked again and the signature is audited like the first one.
@@ -290,14 +295,13 @@ impl<S: XrplSource> XrplWatcher<S> {
             }
         }
         orders::save(&txn, &mut order, now).await?;
-        note(
-            &txn,
-            id,
-            "PayoutRebuilt",
-            "the payout's LastLedgerSequence passed before it was validated; sign the new payout",
-            now,
-        )
-        .await?;
+        let parties: Vec<&str> = signed_before.into_iter().filter(|p| *p != "arbitrator").collect();
+        let signed = if parties.is_empty() { "nobody".to_owned() } else { parties.join(" and ") };
+        let detail = format!(
+            "the payout expired at ledger {expired_at} before it was validated (signed by {signed}); its Payments are rebuilt, signable until ledger {}: the signatures cover the expiry, so sign them again",
+            self.app.xrpl.last_ledger_sequence(validated)
+        );
+        note(&txn, id, "PayoutRebuilt", &detail, now).await?;
         txn.commit().await?;
         tracing::warn!(order.id = %id, "payout rebuilt after its LastLedgerSequence passed");
         Ok(())
