@@ -274,7 +274,7 @@ impl Fixture {
             "appealDecision" => json!({"disputeId": dispute, "statement": "The logs were missed."}),
             "reassignDispute" => json!({"disputeId": self.second_dispute["id"], "arbitratorId": self.other_arbitrator_id}),
             "submitReview" => json!({"orderId": order, "rating": 5}),
-            "updateReview" => json!({"reviewId": agora_api::graphql::reputation::review_id(uuid::Uuid::new_v4()), "rating": 4}),
+            "updateReview" => json!({"reviewId": agora_api::graphql::reputation::review_id(uuid::Uuid::new_v4()).0, "rating": 4}),
             "recordUsage" => json!({"orderId": metered, "quantity": "1"}),
             "submitClaim" => json!({"orderId": metered, "psbt": psbt}),
             "capSession" | "closeSession" => json!({"orderId": metered}),
