@@ -110,8 +110,9 @@ fn is_input_coercion_error(message: &str) -> bool {
         .any(|prefix| message.starts_with(prefix))
 }
 
-/// Gives every error a stable `extensions.code`.
-fn label_errors(response: &mut Response, query: &str) {
+/// Gives every error a stable `extensions.code` (over HTTP and on the
+/// WebSocket alike: async-graphql's own parse and validation errors have none).
+pub(crate) fn label_errors(response: &mut Response, query: &str) {
     let request_error = is_request_error(response);
     let parse_failed = request_error && async_graphql::parser::parse_query(query).is_err();
     for error in &mut response.errors {
