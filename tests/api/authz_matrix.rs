@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed set-up should stop the test loudly
+
 //! The authorization matrix: every Query, Mutation and Subscription field of
 //! the running server × every role, against the expected outcome committed in
 //! `docs/authorization.md`.

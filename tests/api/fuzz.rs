@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed set-up should stop the test loudly
+
 //! A bounded GraphQL fuzz run: documents generated from the schema the server
 //! introspects (valid ones and mutated ones: wrong variable types, huge
 //! numbers, NUL bytes, long strings, deep nesting, truncated or corrupted

@@ -192,7 +192,7 @@ mod tests {
         };
         let start = html.find("<script>").map(|i| i + "<script>".len()).unwrap_or_default();
         let end = html[start..].find("</script>").map_or(html.len(), |e| start + e);
-        let inline_hash = format!("'sha256-{}'", BASE64.encode(Sha256::digest(html[start..end].as_bytes())));
+        let inline_hash = format!("'sha256-{}'", BASE64.encode(Sha256::digest(&html.as_bytes()[start..end])));
         let mut expected: Vec<String> = SCRIPTS.iter().map(|a| a.url.to_owned()).collect();
         expected.push(inline_hash);
         expected.sort();
