@@ -223,7 +223,14 @@ async fn graphiql_and_suggestions_can_be_switched_off(backend: Backend) {
     let dev = TestApp::spawn(backend).await;
     let page = html(&dev).await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("script-src"));
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let script_src = csp.split(';').map(str::trim).find(|d| d.starts_with("script-src ")).unwrap().to_owned();
+    assert!(!script_src.contains("unsafe-inline") && !script_src.contains("https://unpkg.com "), "{csp}");
+    let body = page.text().await.unwrap();
+    for asset in agora_api::http::graphiql::SCRIPTS {
+        assert!(script_src.contains(asset.url), "{csp}");
+        assert!(body.contains(&format!("src=\"{}\" integrity=\"{}\"", asset.url, asset.integrity)), "{body}");
+    }
     let typo = dev.gql("{ categorie }", json!({}), None).await;
     assert!(typo.error()["message"].as_str().unwrap().contains("Did you mean"), "{:?}", typo.body);
     let locked = TestApp::spawn_with(backend, |s| {

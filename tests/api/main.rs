@@ -3,11 +3,13 @@
 pub use agora_tests::GqlResponse;
 
 mod auth;
+mod authz_matrix;
 mod chains_btc;
 mod chains_xrpl;
 mod devnet_bitcoin;
 mod disputes;
 mod escrow_liveness;
+mod fuzz;
 mod graphql_http_audit;
 mod devnet_xrpl;
 mod orders_btc;

@@ -8,7 +8,9 @@
 //! server (default `postgres://postgres@127.0.0.1:5432/postgres`).
 
 pub mod db;
+pub mod introspect;
 pub mod wallet;
+pub mod ws;
 pub mod xrpl;
 
 use std::path::PathBuf;

@@ -110,8 +110,9 @@ fn is_input_coercion_error(message: &str) -> bool {
         .any(|prefix| message.starts_with(prefix))
 }
 
-/// Gives every error a stable `extensions.code`.
-fn label_errors(response: &mut Response, query: &str) {
+/// Gives every error a stable `extensions.code` (over HTTP and on the
+/// WebSocket alike: async-graphql's own parse and validation errors have none).
+pub(crate) fn label_errors(response: &mut Response, query: &str) {
     let request_error = is_request_error(response);
     let parse_failed = request_error && async_graphql::parser::parse_query(query).is_err();
     for error in &mut response.errors {
@@ -412,14 +413,13 @@ pub async fn method_not_allowed() -> HttpResponse {
         .finish()
 }
 
-/// GraphiQL loads its scripts and styles from unpkg; nothing else may run.
-const GRAPHIQL_CSP: &str = "default-src 'none'; script-src 'unsafe-inline' https://unpkg.com; style-src 'unsafe-inline' https://unpkg.com; font-src https://unpkg.com data:; img-src 'self' data: https://unpkg.com; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'";
-
+/// The page with its own policy: only its pinned, integrity-checked assets run.
 fn graphiql() -> HttpResponse {
+    let page = super::graphiql::page();
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .insert_header((header::CONTENT_SECURITY_POLICY, GRAPHIQL_CSP))
-        .body(super::graphiql::page())
+        .insert_header((header::CONTENT_SECURITY_POLICY, page.csp.as_str()))
+        .body(page.html.as_str())
 }
 
 #[cfg(test)]

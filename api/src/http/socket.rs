@@ -21,6 +21,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use crate::auth::{AccessClaims, TokenError};
 use crate::graphql::context::{AppState, RequestAuth};
 use crate::graphql::{guard, AgoraSchema};
+use crate::http::graphql::label_errors;
 
 /// How often a subscription re-checks its session.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -128,8 +129,11 @@ impl Executor for SocketExecutor {
         if let Err(refusal) = guard::check(&mut request, self.app.document_limits) {
             return Response::from_errors(vec![refusal.into_server_error()]);
         }
+        let query = request.query.clone();
         let request = request.data(RequestAuth::new(self.session.current()));
-        self.schema.execute(request).await
+        let mut response = self.schema.execute(request).await;
+        label_errors(&mut response, &query);
+        response
     }
 
     fn execute_stream(&self, mut request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, Response> {
@@ -145,8 +149,14 @@ impl Executor for SocketExecutor {
         }
         let slot = Slot(self.session.clone());
         let claims = self.session.current();
+        let query = request.query.clone();
         let request = request.data(RequestAuth::new(claims.clone()));
-        let inner = Executor::execute_stream(&self.schema, request, session_data);
+        let inner = Executor::execute_stream(&self.schema, request, session_data)
+            .map(move |mut response| {
+                label_errors(&mut response, &query);
+                response
+            })
+            .boxed();
         match claims {
             // Anonymous or with a bad token: the resolvers refuse it themselves.
             None | Some(Err(_)) => inner.map(move |r| {
