@@ -29,10 +29,12 @@ pub async fn setup(backend: Backend) -> Option<(TestApp, XrplWatcher<RippledSour
     setup_with(backend, |_| {}).await
 }
 
-pub async fn setup_with(
+/// The app on the local chains, the watcher, and the parties with funded XRPL
+/// accounts; no order yet.
+pub async fn start_with(
     backend: Backend,
     tweak: impl FnOnce(&mut agora_api::config::Settings),
-) -> Option<(TestApp, XrplWatcher<RippledSource>, Parties, Value)> {
+) -> Option<(TestApp, XrplWatcher<RippledSource>, Parties)> {
     if !xrpl::available() {
         return None;
     }
@@ -45,6 +47,14 @@ pub async fn setup_with(
     chains.xrpl.close_ledger();
     catch_up(&watcher).await;
     let p = parties(&app).await;
+    Some((app, watcher, p))
+}
+
+pub async fn setup_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut agora_api::config::Settings),
+) -> Option<(TestApp, XrplWatcher<RippledSource>, Parties, Value)> {
+    let (app, watcher, p) = start_with(backend, tweak).await?;
     let order = place(&app, &p).await;
     // The watcher sends the escrow account's creation, then its signer list and
     // master-key switch, each once the previous one is validated.

@@ -26,3 +26,4 @@ mod schema;
 mod search;
 mod subscriptions;
 mod watcher_election;
+mod xrpl_liveness;

@@ -772,7 +772,9 @@ mod xrpl_claims {
         let id = uuid_of(&order);
         prepare_xrpl_account(&app.state, id, 7, 1_000).await.expect("funding payment signed");
         deliver_xrpl_event(&app.state, id, XrplChainEvent::AccountCreated { ledger_index: 1_001 }).await.expect("created");
-        deliver_xrpl_event(&app.state, id, XrplChainEvent::SetupValidated { ledger_index: 1_002 }).await.expect("set up");
+        let due = XrplChainEvent::ConfigurationDue { sequence: 1_001, validated: 1_001, signer_list_in_place: false };
+        deliver_xrpl_event(&app.state, id, due).await.expect("configuration signed");
+        deliver_xrpl_event(&app.state, id, XrplChainEvent::SetupValidated { ledger_index: 1_002, next_sequence: 1_003 }).await.expect("set up");
         deliver_xrpl_event(&app.state, id, XrplChainEvent::Funding { deposit_drops: 10_000_000, ledger_index: 1_003 })
             .await
             .expect("funded");

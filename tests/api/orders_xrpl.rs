@@ -18,7 +18,7 @@ pub const FIELDS: &str = "id status version amountDue
         payoutDestinations { provider { address tag } buyer { address tag } marketplace { address tag } } }
     payout { outcome providerBps txid complete signedBy
         breakdown { provider buyer commission arbitrationFee networkFee }
-        xrplTransactions { recipient destination amount fee sequence lastLedgerSequence txJson finalBlob hash } }
+        xrplTransactions { recipient destination destinationTag amount fee sequence lastLedgerSequence txJson finalBlob hash validated refusedWith } }
     settlement { outcome txid }
     arbitratorSignatures { rule outcome }";
 
@@ -109,7 +109,10 @@ async fn funded_order(app: &TestApp, p: &Parties) -> Value {
     let id = uuid_of(&order);
     prepare_xrpl_account(&app.state, id, 7, 1_000).await.expect("funding payment signed");
     deliver_xrpl_event(&app.state, id, XrplChainEvent::AccountCreated { ledger_index: 1_001 }).await.expect("account created");
-    deliver_xrpl_event(&app.state, id, XrplChainEvent::SetupValidated { ledger_index: 1_002 }).await.expect("setup validated");
+    deliver_xrpl_event(&app.state, id, XrplChainEvent::ConfigurationDue { sequence: 1_001, validated: 1_001, signer_list_in_place: false })
+        .await
+        .expect("account created");
+    deliver_xrpl_event(&app.state, id, XrplChainEvent::SetupValidated { ledger_index: 1_002, next_sequence: 1_003 }).await.expect("setup validated");
     deliver_xrpl_event(&app.state, id, XrplChainEvent::Funding { deposit_drops: 25_000_000, ledger_index: 1_003 })
         .await
         .expect("funding");
@@ -137,6 +140,9 @@ async fn an_xrp_order_shows_its_escrow_account_and_what_to_verify_before_paying(
     let id = uuid_of(&order);
     prepare_xrpl_account(&app.state, id, 7, 1_000).await.unwrap();
     deliver_xrpl_event(&app.state, id, XrplChainEvent::AccountCreated { ledger_index: 1_001 }).await.unwrap();
+    deliver_xrpl_event(&app.state, id, XrplChainEvent::ConfigurationDue { sequence: 1_001, validated: 1_001, signer_list_in_place: false })
+        .await
+        .unwrap();
     let configuring = view(&app, &order, &p.buyer.access_token).await;
     let e = &configuring["xrplEscrow"];
     assert_eq!(e["setupStatus"], "CONFIGURING");
@@ -170,7 +176,7 @@ async fn an_xrp_order_shows_its_escrow_account_and_what_to_verify_before_paying(
         tx["disableMaster"]["blob"].as_str().unwrap(),
     )
     .expect("xrpl-py accepts the setup transactions");
-    deliver_xrpl_event(&app.state, id, XrplChainEvent::SetupValidated { ledger_index: 1_002 }).await.unwrap();
+    deliver_xrpl_event(&app.state, id, XrplChainEvent::SetupValidated { ledger_index: 1_002, next_sequence: 1_003 }).await.unwrap();
     assert_eq!(view(&app, &order, &p.buyer.access_token).await["xrplEscrow"]["setupStatus"], "READY");
 }
 

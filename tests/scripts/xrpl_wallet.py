@@ -55,6 +55,15 @@ def sign(seed, tx_json):
     print(binarycodec.encode(tx))
 
 
+def sign_single(seed, tx_json):
+    """Signs tx_json with the account's own key (an ordinary transaction)."""
+    tx = json.loads(tx_json)
+    public, private = keypairs.derive_keypair(seed, algorithm=CryptoAlgorithm.SECP256K1)
+    tx["SigningPubKey"] = public
+    tx["TxnSignature"] = keypairs.sign(bytes.fromhex(binarycodec.encode_for_signing(tx)), private)
+    print(binarycodec.encode(tx))
+
+
 def check_multisigned(blob, signer_list, quorum, escrow):
     tx = binarycodec.decode(blob)
     if tx.get("TransactionType") != "Payment":
@@ -129,6 +138,8 @@ def main():
         return 2
     if sys.argv[1] == "sign":
         sign(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "sign-single":
+        sign_single(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "verify":
         with open(sys.argv[2], encoding="utf-8") as f:
             check = json.load(f)

@@ -51,6 +51,14 @@ pub fn sign(seed: &str, tx_json: &str) -> String {
     out
 }
 
+/// Signs `tx_json` with the key of `seed` as an ordinary single-signed
+/// transaction of that account; returns the blob to submit.
+pub fn sign_single(seed: &str, tx_json: &str) -> String {
+    let (ok, out, err) = run(&["sign-single", seed, tx_json]);
+    assert!(ok, "xrpl-py could not sign: {err}");
+    out
+}
+
 fn with_file<T>(check: &Value, f: impl FnOnce(&str) -> T) -> T {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("check.json");

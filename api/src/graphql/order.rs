@@ -206,6 +206,12 @@ pub struct XrplPayoutTransactionGql {
     /// Set once the quorum signed and every signature was verified.
     pub final_blob: Option<String>,
     pub hash: Option<String>,
+    /// In a validated ledger with `tesSUCCESS`: paid.
+    pub validated: bool,
+    /// The ledger applied this Payment with this `tec` result and moved
+    /// nothing (its fee is burned): the recipient names a destination that can
+    /// receive the share with `setPayoutDestination`.
+    pub refused_with: Option<String>,
 }
 
 /// The payout currently allowed, and the signatures collected for it.
@@ -466,7 +472,8 @@ fn xrpl_payout_gql(outcome: Outcome, x: &XrplEscrow) -> Option<PayoutGql> {
         xrpl_transactions: txs
             .iter()
             .zip(&p.finals)
-            .map(|(tx, fin)| XrplPayoutTransactionGql {
+            .enumerate()
+            .map(|(i, (tx, fin))| XrplPayoutTransactionGql {
                 recipient: recipient(tx.recipient()),
                 destination: tx.destination().address.to_string(),
                 destination_tag: tx.destination().tag,
@@ -478,6 +485,8 @@ fn xrpl_payout_gql(outcome: Outcome, x: &XrplEscrow) -> Option<PayoutGql> {
                 unsigned_blob: tx.unsigned_blob(),
                 final_blob: fin.as_ref().map(|f| f.blob.clone()),
                 hash: fin.as_ref().map(|f| f.hash.clone()),
+                validated: p.validated.contains(&i),
+                refused_with: p.failed_at(i).map(|f| f.result.clone()),
             })
             .collect(),
     })
@@ -1009,6 +1018,15 @@ pub struct SubmitStrayRefundSignatureInput {
     pub psbt: String,
 }
 
+#[derive(InputObject)]
+pub struct SetPayoutDestinationInput {
+    pub order_id: ID,
+    /// A classic XRPL address (`r…`) that can receive the share.
+    pub account: String,
+    /// The destination tag it needs, if any.
+    pub destination_tag: Option<u32>,
+}
+
 #[derive(SimpleObject)]
 pub struct OrderPayload {
     pub order: OrderObject,
@@ -1216,6 +1234,24 @@ impl OrderMutation {
         let index = usize::try_from(input.index)
             .map_err(|_| ApiError::bad_input("input.index", "OUT_OF_RANGE", "input.index: a stray deposit's index"))?;
         let order = crate::orders::strays::submit_signature(state(ctx), id, v.user_id, index, &input.psbt).await?;
+        Ok(OrderPayload { order: OrderObject(order) })
+    }
+
+    /// XRPL: the ledger refused the Payment of your share of the payout (its
+    /// `xrplTransactions[].refusedWith` says why, e.g. `tecDST_TAG_NEEDED`).
+    /// Names where the share goes instead; it is paid, less the fee the
+    /// refused Payment burned, in a new Payment that needs signatures again.
+    async fn set_payout_destination(&self, ctx: &Context<'_>, input: SetPayoutDestinationInput) -> ApiResult<OrderPayload> {
+        let v = viewer(ctx).await?;
+        let id = expect(NodeType::Order, &input.order_id, "input.orderId")?;
+        let order = crate::orders::refused::set_payout_destination(
+            state(ctx),
+            id,
+            v.user_id,
+            &input.account,
+            input.destination_tag,
+        )
+        .await?;
         Ok(OrderPayload { order: OrderObject(order) })
     }
 }

@@ -212,15 +212,34 @@ async fn note(txn: &sea_orm::DatabaseTransaction, order: &Order, event: &str, de
 /// What the XRP Ledger shows about one escrow account (validated ledgers only).
 #[derive(Debug, Clone)]
 pub enum XrplChainEvent {
-    /// The funding Payment was validated in `ledger_index`: the account exists
-    /// and its first Sequence is that index.
+    /// The operating account's Payment (the account's reserve and set-up fees)
+    /// was validated in `ledger_index`. Whoever created the account, its
+    /// configuration is signed only once its real Sequence is read back
+    /// ([`XrplChainEvent::ConfigurationDue`]).
     AccountCreated { ledger_index: u32 },
-    /// The SignerListSet and the AccountSet disabling the master key are validated.
-    SetupValidated { ledger_index: u32 },
+    /// The account's next Sequence on the validated ledger `validated` is
+    /// `sequence` and the lock is not in place: sign (again) what is missing
+    /// from there — both set-up transactions, or only the AccountSet when the
+    /// signer list is already on the ledger.
+    ConfigurationDue {
+        sequence: u32,
+        validated: u32,
+        signer_list_in_place: bool,
+    },
+    /// The ledger shows the lock (the signer list the buyer verifies, the
+    /// master key disabled); `next_sequence` is the account's next Sequence.
+    /// Deposits that arrived before count from now on.
+    SetupValidated { ledger_index: u32, next_sequence: u32 },
     /// The account holds `deposit_drops` above its reserve.
     Funding { deposit_drops: u64, ledger_index: u32 },
+    /// A validated ledger holds a transaction of the escrow account with
+    /// `sequence`: that Sequence is consumed, whatever its result.
+    SequenceConsumed { sequence: u32, ledger_index: u32 },
     /// One payout Payment was validated.
     PayoutValidated { hash: String, ledger_index: u32 },
+    /// One payout Payment was applied with a `tec` result: its fee is burned
+    /// and its share stays in the escrow account.
+    PayoutFailed { hash: String, result: String, ledger_index: u32 },
 }
 
 /// Signs the operating account's Payment that creates the escrow account. The
@@ -289,18 +308,58 @@ pub async fn apply_xrpl_event(
 ) -> ApiResult<Order> {
     match event {
         XrplChainEvent::AccountCreated { ledger_index } => {
-            update_xrpl_in(app, txn, order_id, "EscrowAccountCreated", |x| x.sign_configuration(&app.xrpl, ledger_index)).await
-        }
-        XrplChainEvent::SetupValidated { ledger_index } => {
-            update_xrpl_in(app, txn, order_id, "EscrowAccountReady", |x| {
-                if x.setup.status != SetupStatus::Configuring {
-                    return Err(ApiError::conflict("WRONG_STATE", "the escrow account's configuration is not signed yet"));
+            update_xrpl_in(app, txn, order_id, "EscrowAccountCreated", |x| {
+                if x.setup.status != SetupStatus::AwaitingAccount {
+                    return Err(ApiError::conflict("WRONG_STATE", "the escrow account's reserve arrived already"));
                 }
-                x.setup.status = SetupStatus::Ready;
+                x.setup.status = SetupStatus::Configuring;
                 x.ledger_index = x.ledger_index.max(ledger_index);
                 Ok(())
             })
             .await
+        }
+        XrplChainEvent::ConfigurationDue {
+            sequence,
+            validated,
+            signer_list_in_place,
+        } => {
+            update_xrpl_in(app, txn, order_id, "EscrowAccountConfigurationSigned", |x| {
+                if x.setup.status == SetupStatus::Ready {
+                    return Err(ApiError::conflict("WRONG_STATE", "the escrow account is locked already"));
+                }
+                x.sign_configuration(&app.xrpl, sequence, validated, signer_list_in_place)
+            })
+            .await
+        }
+        XrplChainEvent::SetupValidated {
+            ledger_index,
+            next_sequence,
+        } => {
+            let now = app.clock.now();
+            let mut order = load(txn, order_id).await?;
+            let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+                return Err(ApiError::internal("an XRPL event for an order on another chain"));
+            };
+            if x.setup.status != SetupStatus::Configuring {
+                return Err(ApiError::conflict("WRONG_STATE", "the escrow account's configuration is not signed yet"));
+            }
+            x.setup.status = SetupStatus::Ready;
+            x.ledger_index = x.ledger_index.max(ledger_index);
+            x.next_sequence = Some(x.next_sequence.unwrap_or(0).max(next_sequence));
+            let early = x.funded_drops;
+            super::save(txn, &mut order, now).await?;
+            note(txn, &order, "EscrowAccountReady", "the ledger shows the 2-of-3 signer list and the master key disabled", now)
+                .await?;
+            if early == 0 {
+                return Ok(order);
+            }
+            // What arrived before the lock counts now that it holds.
+            let event = EscrowEvent::FundingSeen {
+                amount: Amount::new(Asset::Xrp, early).map_err(ApiError::internal)?,
+                confirmations: 1,
+                funding_height: u64::from(ledger_index),
+            };
+            transition(app, txn, order, Actor::Chain, &event, now).await
         }
         XrplChainEvent::Funding { deposit_drops, ledger_index } => {
             let now = app.clock.now();
@@ -308,8 +367,20 @@ pub async fn apply_xrpl_event(
             let EscrowRecord::Xrpl(x) = &mut order.escrow else {
                 return Err(ApiError::internal("an XRPL event for an order on another chain"));
             };
+            let before = x.funded_drops;
             x.funded_drops = deposit_drops;
             x.ledger_index = x.ledger_index.max(ledger_index);
+            if x.setup.status != SetupStatus::Ready {
+                // The account is not locked yet: the deposit is kept in the
+                // count but the order is not funded until the lock holds.
+                let detail = format!(
+                    "{} drops arrived in ledger {ledger_index} before the escrow account was locked; they count once the ledger shows the lock",
+                    deposit_drops.saturating_sub(before)
+                );
+                super::save(txn, &mut order, now).await?;
+                note(txn, &order, "DepositBeforeLock", &detail, now).await?;
+                return Ok(order);
+            }
             let event = EscrowEvent::FundingSeen {
                 amount: Amount::new(Asset::Xrp, deposit_drops).map_err(ApiError::internal)?,
                 // A validated ledger is final.
@@ -317,6 +388,21 @@ pub async fn apply_xrpl_event(
                 funding_height: u64::from(ledger_index),
             };
             transition(app, txn, order, Actor::Chain, &event, now).await
+        }
+        XrplChainEvent::SequenceConsumed { sequence, ledger_index } => {
+            let now = app.clock.now();
+            let mut order = load(txn, order_id).await?;
+            let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+                return Err(ApiError::internal("an XRPL event for an order on another chain"));
+            };
+            let next = sequence.saturating_add(1);
+            if x.next_sequence.is_some_and(|n| n >= next) {
+                return Ok(order);
+            }
+            x.next_sequence = Some(next);
+            x.ledger_index = x.ledger_index.max(ledger_index);
+            super::save(txn, &mut order, now).await?;
+            Ok(order)
         }
         XrplChainEvent::PayoutValidated { hash, ledger_index } => {
             let now = app.clock.now();
@@ -336,15 +422,53 @@ pub async fn apply_xrpl_event(
             if !payout.validated.contains(&position) {
                 payout.validated.push(position);
             }
-            let all = payout.validated.len() == payout.finals.len();
             let id = payout.id().unwrap_or_default();
-            if all {
+            if payout.all_validated() {
                 let event = EscrowEvent::PayoutConfirmed { txid: id };
                 transition(app, txn, order, Actor::Chain, &event, now).await
             } else {
                 super::save(txn, &mut order, now).await?;
                 Ok(order)
             }
+        }
+        XrplChainEvent::PayoutFailed {
+            hash,
+            result,
+            ledger_index,
+        } => {
+            let now = app.clock.now();
+            let mut order = load(txn, order_id).await?;
+            let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+                return Err(ApiError::internal("an XRPL event for an order on another chain"));
+            };
+            x.ledger_index = x.ledger_index.max(ledger_index);
+            let payout = x
+                .payout
+                .as_mut()
+                .ok_or_else(|| ApiError::conflict("UNEXPECTED_SPEND", "no payout was prepared for this escrow"))?;
+            let Some(position) = payout.finals.iter().position(|f| f.as_ref().is_some_and(|f| f.hash == hash)) else {
+                return Err(ApiError::conflict("UNEXPECTED_SPEND", format!("{hash} is not one of this order's payouts")));
+            };
+            if payout.failed_at(position).is_some() || payout.validated.contains(&position) {
+                return Ok(order);
+            }
+            payout.failed.push(super::xrpl::FailedShare {
+                position,
+                hash: hash.clone(),
+                result: result.clone(),
+                ledger_index,
+            });
+            let spec = &payout.transactions[position];
+            let whose = super::xrpl::recipient_name(spec.recipient);
+            let detail = format!(
+                "the ledger refused the Payment of {} drops to the {whose} ({}{}) with {result} in ledger {ledger_index}; the share stays in the escrow until the {whose} names a destination that can receive it (setPayoutDestination)",
+                spec.amount_drops,
+                spec.destination.address,
+                spec.destination.tag.map(|t| format!(", tag {t}")).unwrap_or_default(),
+            );
+            super::save(txn, &mut order, now).await?;
+            note(txn, &order, "PayoutShareRefused", &detail, now).await?;
+            Ok(order)
         }
     }
 }

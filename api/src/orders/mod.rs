@@ -7,6 +7,7 @@
 pub mod bitcoin;
 pub mod chain;
 pub mod place;
+pub mod refused;
 pub mod scheduler;
 pub mod signing;
 pub mod strays;

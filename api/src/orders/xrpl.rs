@@ -10,8 +10,9 @@ use agora_escrow::xrpl::{
     plan_payout_with, sign_escrow_configuration, sign_funding_payment, BuyerCheck, ConfigurationParams,
     EscrowSigners, FinalPayout, FundingParams, MultisigError, PayoutDestination, PayoutParams, PayoutParties,
     PayoutPlan as XrplPlan, PayoutTx, PayoutTxSpec, Recipient, Reserves, SignatureCollector, SignedTx, XrplAccount,
-    XrplAddress, XrplKeyring,
+    XrplAddress, XrplKeyring, sign_master_disable,
 };
+use agora_escrow::source::AccountInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::graphql::errors::ApiError;
@@ -102,11 +103,57 @@ pub struct XrplPayout {
     /// Positions of the Payments seen in a validated ledger.
     #[serde(default)]
     pub validated: Vec<usize>,
+    /// Payments the ledger applied with a `tec` result: their Sequence and fee
+    /// are consumed and the share stayed in the escrow account until its
+    /// recipient names a destination that can receive it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedShare>,
+}
+
+/// A payout Payment the ledger applied with a `tec` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedShare {
+    pub position: usize,
+    pub hash: String,
+    /// The engine result (`tecDST_TAG_NEEDED`, `tecNO_DST_INSUF_XRP`, …).
+    pub result: String,
+    pub ledger_index: u32,
 }
 
 impl XrplPayout {
     pub fn complete(&self) -> bool {
         !self.finals.is_empty() && self.finals.iter().all(Option::is_some)
+    }
+
+    /// Whether every Payment is in a validated ledger with `tesSUCCESS`.
+    pub fn all_validated(&self) -> bool {
+        self.validated.len() == self.finals.len()
+    }
+
+    pub fn failed_at(&self, position: usize) -> Option<&FailedShare> {
+        self.failed.iter().find(|f| f.position == position)
+    }
+
+    /// Positions still to be validated whose Payment can still apply: neither
+    /// validated nor refused with a `tec`.
+    pub fn open_positions(&self) -> Vec<usize> {
+        (0..self.transactions.len())
+            .filter(|i| !self.validated.contains(i) && self.failed_at(*i).is_none())
+            .collect()
+    }
+
+    /// Open positions whose Payment can never apply: the scanner passed its
+    /// `LastLedgerSequence` (`scanned` is the last ledger the watcher read), or
+    /// the ledger consumed its Sequence with another transaction (`next_sequence`
+    /// is the escrow account's next Sequence as read from scanned ledgers).
+    pub fn dead_positions(&self, scanned: u32, next_sequence: u32) -> Vec<usize> {
+        self.open_positions()
+            .into_iter()
+            .filter(|i| {
+                let t = &self.transactions[*i];
+                scanned > t.last_ledger_sequence || t.sequence < next_sequence
+            })
+            .collect()
     }
 
     /// The payout's identifier: the hash of its first Payment.
@@ -154,28 +201,76 @@ impl XrplEscrow {
         Ok(())
     }
 
-    /// The account exists since `created_in` (its first Sequence): signs the
-    /// SignerListSet and the AccountSet that disables the master key.
-    pub fn sign_configuration(&mut self, ctx: &XrplContext, created_in: u32) -> Result<(), ApiError> {
+    /// The account exists and its next Sequence on the ledger is `sequence`:
+    /// signs the SignerListSet and the AccountSet that disables the master key
+    /// from there, or only the AccountSet when the signer list is already on
+    /// the ledger (`signer_list_in_place`). `validated` is the latest validated
+    /// ledger; the set-up stays valid for `setup_ledger_window` ledgers from it.
+    ///
+    /// Whoever created the account (the operating account's Payment or an
+    /// early deposit), its Sequence is read from the ledger, never assumed.
+    pub fn sign_configuration(
+        &mut self,
+        ctx: &XrplContext,
+        sequence: u32,
+        validated: u32,
+        signer_list_in_place: bool,
+    ) -> Result<(), ApiError> {
+        let last_ledger_sequence = validated.saturating_add(ctx.setup_ledger_window);
         let config = sign_escrow_configuration(
             &ctx.keyring,
             self.key_index,
             &self.signers()?,
             &ConfigurationParams {
-                first_sequence: created_in,
+                first_sequence: sequence,
                 fee_drops: ctx.base_fee_drops,
-                last_ledger_sequence: created_in + ctx.setup_ledger_window,
+                last_ledger_sequence,
                 reserves: ctx.reserves,
             },
         )
         .map_err(internal)?;
-        self.setup.signer_list_set = Some(config.signer_list_set);
-        self.setup.disable_master = Some(config.disable_master);
+        if signer_list_in_place {
+            let alone = sign_master_disable(&ctx.keyring, self.key_index, sequence, ctx.base_fee_drops, last_ledger_sequence)
+                .map_err(internal)?;
+            self.setup.signer_list_set = None;
+            self.setup.disable_master = Some(alone);
+            self.next_sequence = Some(sequence.saturating_add(1));
+        } else {
+            self.setup.signer_list_set = Some(config.signer_list_set);
+            self.setup.disable_master = Some(config.disable_master);
+            self.next_sequence = Some(sequence.saturating_add(2));
+        }
         self.setup.buyer_check = Some(config.buyer_check);
         self.setup.status = SetupStatus::Configuring;
-        self.next_sequence = Some(created_in + 2);
-        self.ledger_index = self.ledger_index.max(created_in);
+        self.ledger_index = self.ledger_index.max(validated);
         Ok(())
+    }
+
+    /// The Sequence the signed configuration starts at, if it is signed.
+    pub fn configuration_sequence(&self) -> Option<u32> {
+        [&self.setup.signer_list_set, &self.setup.disable_master]
+            .into_iter()
+            .flatten()
+            .filter_map(|t| agora_escrow::xrpl::sequence_of(&t.blob))
+            .min()
+    }
+
+    /// Whether the ledger shows the lock the buyer is told to verify: exactly
+    /// the 2-of-3 signer list over buyer, provider and arbitrator, the master
+    /// key disabled and no regular key. Only then does a deposit count.
+    pub fn lock_holds(&self, info: &AccountInfo) -> bool {
+        self.signer_list_in_place(info) && info.master_disabled && info.regular_key.is_none()
+    }
+
+    /// Whether the ledger shows the escrow's signer list (the first half of the lock).
+    pub fn signer_list_in_place(&self, info: &AccountInfo) -> bool {
+        let Some(check) = &self.setup.buyer_check else { return false };
+        let mut expected: Vec<(String, u16)> =
+            check.signer_entries.iter().map(|e| (e.account.to_string(), e.weight)).collect();
+        let mut on_ledger = info.signer_entries.clone();
+        expected.sort();
+        on_ledger.sort();
+        info.signer_quorum == Some(check.quorum) && on_ledger == expected
     }
 
     /// The Payments of a metered claim paying the provider `claimed` (gross)
@@ -280,7 +375,113 @@ impl XrplEscrow {
             fees_drops: built.fees_drops,
             unallocated_drops: built.unallocated_drops,
             validated: Vec::new(),
+            failed: Vec::new(),
         });
+    }
+
+    /// Builds again the payout Payments at `positions` — ones that can never
+    /// apply as signed (see [`XrplPayout::dead_positions`]) — on the lowest
+    /// free Sequences ([`Self::allocate_sequences`]), signable for the signing
+    /// window from `validated`. Validated Payments and Payments that can still
+    /// apply are kept as they are, so no share is ever paid twice; only the
+    /// rebuilt Payments lose their signatures.
+    pub fn rebuild_payments(
+        &mut self,
+        ctx: &XrplContext,
+        positions: &[usize],
+        validated: u32,
+        ledger_next: u32,
+        scanned: u32,
+    ) -> Result<(), ApiError> {
+        let sequences = self.allocate_sequences(ledger_next, scanned, positions.len());
+        let payout = self.payout.as_mut().ok_or_else(|| internal("no payout to rebuild"))?;
+        for (i, sequence) in positions.iter().zip(sequences) {
+            let spec = &mut payout.transactions[*i];
+            spec.sequence = sequence;
+            spec.last_ledger_sequence = ctx.last_ledger_sequence(validated);
+            // Checks the rebuilt spec encodes before anything is kept.
+            PayoutTx::from_spec(spec.clone()).map_err(internal)?;
+            payout.signer_blobs[*i].clear();
+            payout.finals[*i] = None;
+        }
+        self.ledger_index = self.ledger_index.max(validated);
+        Ok(())
+    }
+
+    /// `n` Sequences for new transactions of this escrow, lowest first: above
+    /// what the ledger consumed (`ledger_next` from `account_info`, and the
+    /// Sequences seen in scanned ledgers) and different from every open payout
+    /// Payment that can still apply. A consumed Sequence is never handed out
+    /// again, and gaps left by dead Payments are filled first, so a later
+    /// Payment is never blocked behind a Sequence nobody will use.
+    pub fn allocate_sequences(&self, ledger_next: u32, scanned: u32, n: usize) -> Vec<u32> {
+        let consumed = self.next_sequence.unwrap_or(0).max(ledger_next);
+        let held: Vec<u32> = self
+            .payout
+            .as_ref()
+            .map(|p| {
+                let dead = p.dead_positions(scanned, consumed);
+                p.open_positions()
+                    .into_iter()
+                    .filter(|i| !dead.contains(i))
+                    .map(|i| p.transactions[i].sequence)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(n);
+        let mut candidate = consumed;
+        while out.len() < n {
+            if !held.contains(&candidate) {
+                out.push(candidate);
+            }
+            candidate = candidate.saturating_add(1);
+        }
+        out
+    }
+
+    /// A share the ledger refused (`tec`) goes to `destination` instead, in a
+    /// new Payment at `sequence`: its amount is the share less the fee the
+    /// refused Payment burned, so the other shares stay exactly as planned.
+    pub fn redirect_failed_share(
+        &mut self,
+        ctx: &XrplContext,
+        position: usize,
+        destination: PayoutDestination,
+        validated: u32,
+        ledger_next: u32,
+        scanned: u32,
+    ) -> Result<(), ApiError> {
+        let sequence = self.allocate_sequences(ledger_next, scanned, 1)[0];
+        if destination.address == self.address {
+            return Err(ApiError::bad_input(
+                "input.account",
+                "ESCROW_ACCOUNT",
+                "input.account: the escrow account cannot receive its own payout",
+            ));
+        }
+        let payout = self.payout.as_mut().ok_or_else(|| internal("no payout"))?;
+        if payout.failed_at(position).is_none() {
+            return Err(ApiError::conflict("SHARE_NOT_FAILED", "this share was not refused by the ledger"));
+        }
+        let spec = &mut payout.transactions[position];
+        let burned = spec.fee_drops;
+        let amount = spec.amount_drops.checked_sub(burned).filter(|a| *a > 0).ok_or_else(|| {
+            ApiError::conflict("SHARE_TOO_SMALL", "the share does not cover the fee of another Payment")
+        })?;
+        let mut next = spec.clone();
+        next.destination = destination;
+        next.amount_drops = amount;
+        next.sequence = sequence;
+        next.last_ledger_sequence = ctx.last_ledger_sequence(validated);
+        PayoutTx::from_spec(next.clone()).map_err(|e| {
+            ApiError::bad_input("input.account", "UNUSABLE_DESTINATION", format!("input.account: {e}"))
+        })?;
+        *spec = next;
+        payout.failed.retain(|f| f.position != position);
+        payout.signer_blobs[position].clear();
+        payout.finals[position] = None;
+        payout.fees_drops = payout.fees_drops.saturating_add(burned);
+        Ok(())
     }
 
     pub fn payout_txs(&self) -> Result<Vec<PayoutTx>, ApiError> {
@@ -298,14 +499,16 @@ impl XrplEscrow {
 
     /// Signs every Payment with the arbitrator key (the caller checked the policy).
     /// Returns the hashes of the unsigned transactions signed, for the audit log.
+    /// Payments already fully signed (a validated one after a partial
+    /// rebuild, say) are not signed again.
     pub fn sign_as_arbitrator(&mut self, ctx: &XrplContext) -> Result<Vec<String>, ApiError> {
         let txs = self.payout_txs()?;
         let blobs = txs
             .iter()
             .map(|tx| ctx.keyring.sign_payout_as_arbitrator(tx).map_err(internal))
             .collect::<Result<Vec<_>, _>>()?;
-        self.add_blobs(&txs, &blobs, true)?;
-        Ok(txs.iter().map(|tx| tx.unsigned_blob()).map(|b| short_hash(&b)).collect())
+        let added = self.add_blobs(&txs, &blobs, true)?;
+        Ok(added.into_iter().map(|i| short_hash(&txs[i].unsigned_blob())).collect())
     }
 
     /// Imports the signer blobs of `party` (buyer or provider), one per
@@ -348,19 +551,33 @@ impl XrplEscrow {
                 ),
             ));
         }
-        self.add_blobs(&txs, blobs, false)
+        self.add_blobs(&txs, blobs, false).map(|_| ())
     }
 
-    fn add_blobs(&mut self, txs: &[PayoutTx], blobs: &[String], arbitrator: bool) -> Result<(), ApiError> {
+    /// Returns the positions whose signatures grew.
+    fn add_blobs(&mut self, txs: &[PayoutTx], blobs: &[String], arbitrator: bool) -> Result<Vec<usize>, ApiError> {
         let signers = self.signers()?;
         let arbitrator_address = self.arbitrator.address.clone();
         let payout = self.payout.as_mut().ok_or_else(|| internal("payout vanished"))?;
         // All or nothing: every blob is checked before anything is stored.
         let mut staged = Vec::with_capacity(txs.len());
+        let mut skipped = Vec::new();
         for (i, (tx, blob)) in txs.iter().zip(blobs).enumerate() {
+            if payout.finals[i].is_some() {
+                // Fully signed already (validated, or complete before a
+                // partial rebuild): a further signature adds nothing.
+                staged.push(None);
+                continue;
+            }
             let mut collector = SignatureCollector::new(tx.clone(), signers.clone());
             for old in &payout.signer_blobs[i] {
                 collector.add_signer_blob(old).map_err(internal)?;
+            }
+            if arbitrator && collector.signed_by().contains(&arbitrator_address) {
+                // Re-signing after a partial rebuild: this Payment kept its signatures.
+                staged.push(None);
+                skipped.push(i);
+                continue;
             }
             let added = collector.add_signer_blob(blob).map_err(|e| multisig_error(i, e))?;
             if !arbitrator && added.contains(&arbitrator_address) {
@@ -377,13 +594,18 @@ impl XrplEscrow {
             };
             staged.push(fin);
         }
+        let mut added = Vec::new();
         for (i, (blob, fin)) in blobs.iter().zip(staged).enumerate() {
+            if payout.finals[i].is_some() || skipped.contains(&i) {
+                continue;
+            }
             payout.signer_blobs[i].push(blob.clone());
+            added.push(i);
             if fin.is_some() {
                 payout.finals[i] = fin;
             }
         }
-        Ok(())
+        Ok(added)
     }
 
     /// Whether the signed set-up transactions can no longer be validated.
@@ -429,6 +651,15 @@ impl XrplEscrow {
             out.push("arbitrator");
         }
         out
+    }
+}
+
+/// How the history names a payout's recipient.
+pub fn recipient_name(r: Recipient) -> &'static str {
+    match r {
+        Recipient::Buyer => "buyer",
+        Recipient::Provider => "provider",
+        Recipient::Marketplace => "marketplace",
     }
 }
 

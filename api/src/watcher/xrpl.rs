@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use agora_domain::escrow::{Actor, Context, EscrowState};
 use agora_escrow::source::{Ledger, SourceError, XrplSource};
+use agora_escrow::xrpl::{last_ledger_sequence_of, sequence_of, SignedTx};
 use agora_persistence::chain::{self, ScannedBlock};
 use agora_persistence::orders as order_store;
 use sea_orm::TransactionTrait;
@@ -19,7 +20,7 @@ use uuid::Uuid;
 use super::lock::WatcherLock;
 use super::{note, WatchError};
 use crate::graphql::context::AppState;
-use crate::orders::chain::{apply_xrpl_event, XrplChainEvent};
+use crate::orders::chain::{apply_xrpl_event, deliver_xrpl_event, XrplChainEvent};
 use crate::orders::xrpl::{SetupStatus, XrplEscrow};
 use crate::orders::signing::SigningGate;
 use crate::orders::{self, EscrowRecord, Order};
@@ -123,46 +124,58 @@ impl<S: XrplSource> XrplWatcher<S> {
             };
             let id = order.id();
             let Some(x) = xrpl_of(order) else { continue };
-            let event = if !outgoing && kind == "Payment" && account == operating {
+            let address = x.address.to_string();
+            let mut events = Vec::new();
+            if !outgoing && kind == "Payment" && account == operating {
+                // The reserve and set-up fees. The account may exist already
+                // (an early deposit creates it): its Sequence is read back
+                // from the ledger before anything is signed for it.
                 if success && x.setup.status == SetupStatus::AwaitingAccount {
-                    Some(XrplChainEvent::AccountCreated { ledger_index: ledger.index })
-                } else {
-                    None
+                    events.push(XrplChainEvent::AccountCreated { ledger_index: ledger.index });
                 }
             } else if !outgoing && kind == "Payment" {
-                // A deposit (the buyer's, or anyone's: the balance is what counts).
-                success.then(|| XrplChainEvent::Funding {
-                    deposit_drops: x.funded_drops + tx.delivered_drops.unwrap_or(0),
-                    ledger_index: ledger.index,
-                })
-            } else if outgoing && kind == "AccountSet" && success && x.setup.status == SetupStatus::Configuring {
-                x.setup
-                    .disable_master
-                    .as_ref()
-                    .filter(|d| d.hash.eq_ignore_ascii_case(&tx.hash))
-                    .map(|_| XrplChainEvent::SetupValidated { ledger_index: ledger.index })
-            } else if outgoing && kind == "Payment" {
-                let ours = x
-                    .payout
-                    .as_ref()
-                    .is_some_and(|p| p.finals.iter().flatten().any(|f| f.hash.eq_ignore_ascii_case(&tx.hash)));
-                if ours && success {
-                    Some(XrplChainEvent::PayoutValidated {
-                        hash: tx.hash.to_uppercase(),
+                // A deposit (the buyer's, or anyone's: the balance is what
+                // counts). It counts towards funding only once the lock holds.
+                if success {
+                    events.push(XrplChainEvent::Funding {
+                        deposit_drops: x.funded_drops + tx.delivered_drops.unwrap_or(0),
                         ledger_index: ledger.index,
-                    })
-                } else {
-                    tracing::warn!(order.id = %id, xrpl.hash = %tx.hash, result = %tx.result, "unexpected payment from an escrow account");
-                    note(&txn, id, "UnexpectedSpend", &format!("{} ({})", tx.hash, tx.result), self.app.clock.now()).await?;
-                    None
+                    });
                 }
-            } else {
-                None
-            };
-            if let Some(event) = event {
+            } else if outgoing {
+                // Every transaction in a validated ledger consumes its Sequence,
+                // `tec` included (Ticketed ones have Sequence 0).
+                if let Some(sequence) = tx.tx.get("Sequence").and_then(serde_json::Value::as_u64) {
+                    if let Ok(sequence @ 1..) = u32::try_from(sequence) {
+                        events.push(XrplChainEvent::SequenceConsumed { sequence, ledger_index: ledger.index });
+                    }
+                }
+                if kind == "Payment" {
+                    let ours = x
+                        .payout
+                        .as_ref()
+                        .is_some_and(|p| p.finals.iter().flatten().any(|f| f.hash.eq_ignore_ascii_case(&tx.hash)));
+                    if ours && success {
+                        events.push(XrplChainEvent::PayoutValidated {
+                            hash: tx.hash.to_uppercase(),
+                            ledger_index: ledger.index,
+                        });
+                    } else if ours && tx.result.starts_with("tec") {
+                        events.push(XrplChainEvent::PayoutFailed {
+                            hash: tx.hash.to_uppercase(),
+                            result: tx.result.clone(),
+                            ledger_index: ledger.index,
+                        });
+                    } else {
+                        tracing::warn!(order.id = %id, xrpl.hash = %tx.hash, result = %tx.result, "unexpected payment from an escrow account");
+                        note(&txn, id, "UnexpectedSpend", &format!("{} ({})", tx.hash, tx.result), self.app.clock.now()).await?;
+                    }
+                }
+            }
+            for event in events {
                 match apply_xrpl_event(&self.app, &txn, id, event.clone()).await {
                     Ok(updated) => {
-                        by_account.insert(x.address.to_string(), updated);
+                        by_account.insert(address.clone(), updated);
                     }
                     Err(e) => tracing::warn!(order.id = %id, event = ?event, error = ?e, "ledger event refused"),
                 }
@@ -184,67 +197,155 @@ impl<S: XrplSource> XrplWatcher<S> {
     }
 
     /// Sends what is due: set-up transactions and complete payouts; rebuilds
-    /// payouts and set-ups whose `LastLedgerSequence` passed. Returns how many
-    /// blobs were submitted.
+    /// payouts and set-ups that can no longer apply. Returns how many blobs the
+    /// ledger accepted.
+    ///
+    /// Every decision that a signed transaction is dead is taken from ledgers
+    /// the scanner has read (`scanned`): its `LastLedgerSequence` passed, or its
+    /// Sequence was consumed by another transaction. A transaction that might
+    /// still apply is never replaced by one on another Sequence, so nothing is
+    /// ever paid twice.
     pub async fn submit_pending(&self) -> Result<usize, WatchError> {
+        let orders: Vec<Order> = order_store::open_orders(&self.app.db, CHAIN)
+            .await?
+            .into_iter()
+            .map(Order::from_record)
+            .collect::<Result<_, _>>()?;
+        // The operating account first, then the validated ledger: the ledger
+        // read is never older than what account_info reflects.
+        let awaiting = orders.iter().any(|o| xrpl_of(o).is_some_and(|x| x.setup.status == SetupStatus::AwaitingAccount));
+        let operating = if awaiting {
+            Some(
+                self.source
+                    .account_info(self.app.xrpl.operating.address.as_str())
+                    .await?
+                    .ok_or_else(|| WatchError::Store("the operating account does not exist on the ledger".into()))?,
+            )
+        } else {
+            None
+        };
         let validated = self.source.validated_ledger().await?.index;
+        let scanned = match chain::cursor(&self.app.db, CHAIN).await? {
+            Some(c) => u32::try_from(c.height).unwrap_or(u32::MAX),
+            None => return Ok(0),
+        };
         let mut sent = 0;
-        for record in order_store::open_orders(&self.app.db, CHAIN).await? {
-            let order = Order::from_record(record)?;
+        let mut operating_seqs = OperatingSequences::new(operating.as_ref().map_or(0, |i| i.sequence), scanned >= validated);
+        for order in &orders {
+            if let Some(x) = xrpl_of(order) {
+                if x.setup.status == SetupStatus::AwaitingAccount {
+                    operating_seqs.hold(x, scanned);
+                }
+            }
+        }
+        for order in orders {
             let Some(x) = xrpl_of(&order) else { continue };
             let id = order.id();
             match x.setup.status {
                 SetupStatus::AwaitingAccount => {
-                    let stale = x.setup.funding.as_ref().is_some_and(|_| x.setup_lls_passed(validated));
-                    if x.setup.funding.is_none() || stale {
-                        let operating = self
-                            .source
-                            .account_info(self.app.xrpl.operating.address.as_str())
-                            .await?
-                            .ok_or_else(|| WatchError::Store("the operating account does not exist on the ledger".into()))?;
-                        let order = crate::orders::chain::prepare_xrpl_account(&self.app, id, operating.sequence, validated).await?;
-                        if let Some(x) = xrpl_of(&order) {
-                            if let Some(f) = &x.setup.funding {
-                                sent += self.submit(id, &f.blob).await?;
+                    let blob = match &x.setup.funding {
+                        Some(f) if !operating_seqs.dead(x, scanned) => f.blob.clone(),
+                        _ => {
+                            let sequence = operating_seqs.take();
+                            let order = crate::orders::chain::prepare_xrpl_account(&self.app, id, sequence, validated).await?;
+                            match xrpl_of(&order).and_then(|x| x.setup.funding.as_ref()) {
+                                Some(f) => f.blob.clone(),
+                                None => continue,
                             }
                         }
-                    } else if let Some(f) = &x.setup.funding {
-                        sent += self.submit(id, &f.blob).await?;
-                    }
+                    };
+                    sent += self.submit(id, &blob).await?;
                 }
-                SetupStatus::Configuring => {
-                    for blob in [&x.setup.signer_list_set, &x.setup.disable_master].into_iter().flatten() {
-                        sent += self.submit(id, &blob.blob).await?;
-                    }
-                }
+                SetupStatus::Configuring => sent += self.configure(&order, x, validated).await?,
                 SetupStatus::Ready => {}
             }
             let Some(payout) = &x.payout else { continue };
-            if !matches!(order.state, EscrowState::PayingOut { .. }) {
+            if !matches!(order.state, EscrowState::PayingOut { .. }) || payout.all_validated() {
                 continue;
             }
-            let lls = payout.transactions.first().map(|t| t.last_ledger_sequence).unwrap_or(u32::MAX);
-            let all_validated = payout.validated.len() == payout.finals.len();
-            if validated > lls && !all_validated {
-                self.rebuild_payout(id).await?;
+            let dead = payout.dead_positions(scanned, x.next_sequence.unwrap_or(0));
+            if !dead.is_empty() {
+                self.rebuild_payout(id, &dead, validated, scanned).await?;
                 continue;
             }
-            if payout.complete() {
-                for (i, fin) in payout.finals.iter().enumerate() {
-                    if let Some(fin) = fin {
-                        if !payout.validated.contains(&i) {
-                            sent += self.submit(id, &fin.blob).await?;
-                        }
-                    }
+            for i in payout.open_positions() {
+                if let Some(fin) = &payout.finals[i] {
+                    sent += self.submit(id, &fin.blob).await?;
                 }
             }
         }
         Ok(sent)
     }
 
+    /// The escrow account exists with its reserve: reads it back, and either
+    /// records the lock (it holds) or signs and sends what is missing from the
+    /// account's real next Sequence.
+    async fn configure(&self, order: &Order, x: &XrplEscrow, validated: u32) -> Result<usize, WatchError> {
+        let id = order.id();
+        let Some(info) = self.source.account_info(x.address.as_str()).await? else {
+            return Ok(0);
+        };
+        if x.lock_holds(&info) {
+            let event = XrplChainEvent::SetupValidated {
+                ledger_index: validated,
+                next_sequence: info.sequence,
+            };
+            if let Err(e) = deliver_xrpl_event(&self.app, id, event).await {
+                tracing::warn!(order.id = %id, error = ?e, "the escrow account's lock could not be recorded");
+            }
+            return Ok(0);
+        }
+        let in_place = x.signer_list_in_place(&info);
+        let needed: Vec<&SignedTx> = if in_place {
+            x.setup.disable_master.iter().collect()
+        } else {
+            [&x.setup.signer_list_set, &x.setup.disable_master].into_iter().flatten().collect()
+        };
+        // Usable: signed for the Sequence the account has now, in the right
+        // number, and still within its LastLedgerSequence.
+        let fresh = needed.len() == if in_place { 1 } else { 2 }
+            && needed.first().and_then(|t| sequence_of(&t.blob)) == Some(info.sequence)
+            && !needed.iter().any(|t| last_ledger_sequence_of(&t.blob).is_none_or(|l| validated > l));
+        let blobs: Vec<String> = if fresh {
+            needed.iter().map(|t| t.blob.clone()).collect()
+        } else {
+            let event = XrplChainEvent::ConfigurationDue {
+                sequence: info.sequence,
+                validated,
+                signer_list_in_place: in_place,
+            };
+            let order = match deliver_xrpl_event(&self.app, id, event).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(order.id = %id, error = ?e, "the escrow account's configuration could not be signed");
+                    return Ok(0);
+                }
+            };
+            let Some(x) = xrpl_of(&order) else { return Ok(0) };
+            [&x.setup.signer_list_set, &x.setup.disable_master].into_iter().flatten().map(|t| t.blob.clone()).collect()
+        };
+        let mut sent = 0;
+        for blob in &blobs {
+            sent += self.submit(id, blob).await?;
+        }
+        Ok(sent)
+    }
+
+    /// Submits one blob and classifies the engine result: `tes` and `ter`
+    /// (queued, waiting for an earlier Sequence) may still apply; `tef` (its
+    /// Sequence is consumed, or its LastLedgerSequence passed) and `tem` (it
+    /// is malformed) never apply as submitted and are noted in the history; a
+    /// `tec` result is only final in a validated ledger, where the scanner
+    /// reads it. Returns 1 when the ledger accepted it for consideration.
     async fn submit(&self, id: Uuid, blob: &str) -> Result<usize, WatchError> {
         match self.source.submit(blob).await {
-            Ok(outcome) if outcome.accepted() || outcome.engine_result == "tefPAST_SEQ" => Ok(1),
+            Ok(outcome) if outcome.accepted() => Ok(1),
+            Ok(outcome) if outcome.engine_result == "tefPAST_SEQ" || outcome.engine_result == "tefALREADY" => {
+                // Already applied (the scanner will read it) or its Sequence
+                // went to another transaction (the scanner sees that too, and
+                // the Payment is rebuilt then): not sent, nothing to note.
+                Ok(0)
+            }
             Ok(outcome) => {
                 tracing::warn!(order.id = %id, result = %outcome.engine_result, "the ledger refused a transaction");
                 note(&self.app.db, id, "SubmitRefused", &outcome.engine_result, self.app.clock.now()).await?;
@@ -258,34 +359,44 @@ impl<S: XrplSource> XrplWatcher<S> {
         }
     }
 
-    /// The payout can no longer be validated: build it again with a fresh
-    /// `LastLedgerSequence`; the marketplace re-signs only if its policy still
-    /// allows, and the parties sign again.
-    async fn rebuild_payout(&self, id: Uuid) -> Result<(), WatchError> {
+    /// Payments of the payout at `dead` can never apply as signed: build them
+    /// again on free Sequences with a fresh `LastLedgerSequence`; the
+    /// marketplace re-signs only if its policy still allows, and the parties
+    /// sign again. Validated Payments and those that can still apply are kept.
+    async fn rebuild_payout(&self, id: Uuid, dead: &[usize], validated: u32, scanned: u32) -> Result<(), WatchError> {
         let now = self.app.clock.now();
+        let ledger_next = match xrpl_of(&orders::load(&self.app.db, id).await?) {
+            Some(x) => self.source.account_info(x.address.as_str()).await?.map_or(0, |i| i.sequence),
+            None => return Ok(()),
+        };
         let txn = self.app.db.begin().await?;
         let mut order = orders::load(&txn, id).await?;
         let EscrowState::PayingOut { payout, .. } = &order.state else {
             return Ok(());
         };
-        let plan = payout.plan;
         let outcome = payout.outcome();
-        let signed_before = xrpl_of(&order).map(|x| x.signed_by()).unwrap_or_default();
+        let Some(x) = xrpl_of(&order) else { return Ok(()) };
+        let signed_before = x.signed_by();
         let had_marketplace = signed_before.contains(&"arbitrator");
-        let expired_at = xrpl_of(&order)
-            .and_then(|x| x.payout.as_ref())
-            .and_then(|p| p.transactions.first())
-            .map_or(0, |t| t.last_ledger_sequence);
+        let Some(p) = &x.payout else { return Ok(()) };
+        let consumed = x.next_sequence.unwrap_or(0);
+        // Re-read under the transaction: only what is still dead is rebuilt.
+        let dead: Vec<usize> = p.dead_positions(scanned, consumed).into_iter().filter(|i| dead.contains(i)).collect();
+        let Some(first) = dead.first().map(|i| p.transactions[*i].clone()) else { return Ok(()) };
+        let why = if first.sequence < consumed {
+            format!("its Sequence {} was used by another transaction of the escrow account", first.sequence)
+        } else {
+            format!("the payout expired at ledger {} before it was validated", first.last_ledger_sequence)
+        };
         let ctx = Context {
             now,
             actor: Actor::System,
-            chain_height: self.app.tips.xrpl(),
+            chain_height: u64::from(validated),
             terms: order.terms.escrow_terms(),
             latest_claim: None,
         };
-        let validated = u32::try_from(self.app.tips.xrpl()).unwrap_or(u32::MAX);
         if let EscrowRecord::Xrpl(x) = &mut order.escrow {
-            x.prepare_payout(&plan, &self.app.xrpl, validated)?;
+            x.rebuild_payments(&self.app.xrpl, &dead, validated, ledger_next, scanned)?;
         }
         // The re-signature goes through the one signing gate: the policy is
         // checked again and the signature is audited like the first one.
@@ -297,13 +408,14 @@ impl<S: XrplSource> XrplWatcher<S> {
         orders::save(&txn, &mut order, now).await?;
         let parties: Vec<&str> = signed_before.into_iter().filter(|p| *p != "arbitrator").collect();
         let signed = if parties.is_empty() { "nobody".to_owned() } else { parties.join(" and ") };
+        let kept = if dead.len() == 1 { "its Payment is" } else { "its Payments are" };
         let detail = format!(
-            "the payout expired at ledger {expired_at} before it was validated (signed by {signed}); its Payments are rebuilt, signable until ledger {}: the signatures cover the expiry, so sign them again",
+            "{why} (signed by {signed}); {kept} rebuilt, signable until ledger {}: the signatures cover the Sequence and the expiry, so sign them again",
             self.app.xrpl.last_ledger_sequence(validated)
         );
         note(&txn, id, "PayoutRebuilt", &detail, now).await?;
         txn.commit().await?;
-        tracing::warn!(order.id = %id, "payout rebuilt after its LastLedgerSequence passed");
+        tracing::warn!(order.id = %id, "payout rebuilt: {why}");
         Ok(())
     }
 
@@ -334,3 +446,53 @@ impl<S: XrplSource> XrplWatcher<S> {
     }
 }
 
+
+/// Sequences of the operating account for the escrow accounts' funding
+/// Payments: one submitter, many orders at once. Held are the Sequences of
+/// funding Payments that can still apply; a new one gets the lowest free
+/// Sequence from the account's own, so orders placed together never share a
+/// Sequence and a dead Payment's gap is filled first.
+struct OperatingSequences {
+    next: u32,
+    /// The scanner has read every ledger `account_info` reflects, so a
+    /// Sequence below the account's is known to be taken by another Payment.
+    caught_up: bool,
+    held: Vec<u32>,
+}
+
+impl OperatingSequences {
+    fn new(next: u32, caught_up: bool) -> Self {
+        Self {
+            next,
+            caught_up,
+            held: Vec::new(),
+        }
+    }
+
+    /// Whether the order's signed funding Payment can never apply: its
+    /// LastLedgerSequence passed in a scanned ledger, or (caught up) its
+    /// Sequence is below the account's while the order still awaits it.
+    fn dead(&self, x: &XrplEscrow, scanned: u32) -> bool {
+        let Some(f) = &x.setup.funding else { return true };
+        let expired = last_ledger_sequence_of(&f.blob).is_none_or(|l| scanned > l);
+        let consumed = self.caught_up && sequence_of(&f.blob).is_none_or(|s| s < self.next);
+        expired || consumed
+    }
+
+    fn hold(&mut self, x: &XrplEscrow, scanned: u32) {
+        if !self.dead(x, scanned) {
+            if let Some(s) = x.setup.funding.as_ref().and_then(|f| sequence_of(&f.blob)) {
+                self.held.push(s);
+            }
+        }
+    }
+
+    fn take(&mut self) -> u32 {
+        let mut candidate = self.next;
+        while self.held.contains(&candidate) {
+            candidate = candidate.saturating_add(1);
+        }
+        self.held.push(candidate);
+        candidate
+    }
+}

@@ -30,7 +30,7 @@ pub use account::{
 pub use inspect::{
     combine_signer_blobs, DecodedTx, SignatureError, TxAuthorization, TxDecodeError, TxSigner,
 };
-pub use blob_fields::last_ledger_sequence_of;
+pub use blob_fields::{last_ledger_sequence_of, sequence_of};
 pub use channel::{
     channel_id, claim_message, sign_claim, sign_destination_claim, verify_claim, ChannelId, ChannelTx,
     ChannelTxKind, ChannelTxSpec, DestinationClaim, TF_CLOSE, TF_RENEW,
@@ -43,7 +43,7 @@ pub use payout::{
     PayoutTx, PayoutTxSpec, Recipient, PAYOUT_SIGNERS,
 };
 pub use setup::{
-    sign_escrow_configuration, sign_funding_payment, BuyerCheck, BuyerCheckSigner,
+    sign_escrow_configuration, sign_funding_payment, sign_master_disable, BuyerCheck, BuyerCheckSigner,
     ConfigurationParams, EscrowConfiguration, EscrowSigners, FundingParams, Reserves, SignedTx,
     TxBuildError, ASF_DISABLE_MASTER, ESCROW_QUORUM, MAX_FEE_DROPS, SIGNER_WEIGHT,
 };

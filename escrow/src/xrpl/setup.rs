@@ -370,31 +370,54 @@ pub fn sign_escrow_configuration(
     ]);
     let signer_list_set = sign_single(&key, signer_list_json, signer_list_fields)?;
 
-    let disable_json = json!({
-        "TransactionType": "AccountSet",
-        "Account": escrow.as_str(),
-        "Fee": params.fee_drops.to_string(),
-        "Flags": 0,
-        "Sequence": second_sequence,
-        "LastLedgerSequence": params.last_ledger_sequence,
-        "SetFlag": ASF_DISABLE_MASTER,
-    });
-    let disable_fields = StObject::new(vec![
-        Field::u16(fields::TRANSACTION_TYPE, tx_type::ACCOUNT_SET),
-        Field::account(fields::ACCOUNT, escrow.account_id()),
-        Field::xrp(fields::FEE, params.fee_drops),
-        Field::u32(fields::FLAGS, 0),
-        Field::u32(fields::SEQUENCE, second_sequence),
-        Field::u32(fields::LAST_LEDGER_SEQUENCE, params.last_ledger_sequence),
-        Field::u32(fields::SET_FLAG, ASF_DISABLE_MASTER),
-    ]);
-    let disable_master = sign_single(&key, disable_json, disable_fields)?;
+    let disable_master = sign_master_disable(
+        keyring,
+        escrow_index,
+        second_sequence,
+        params.fee_drops,
+        params.last_ledger_sequence,
+    )?;
 
     Ok(EscrowConfiguration {
         signer_list_set,
         disable_master,
         buyer_check: BuyerCheck::new(escrow, signers, &params.reserves)?,
     })
+}
+
+/// Signs, with escrow account `escrow_index`'s master key, only the AccountSet
+/// that disables that master key, at `sequence`: what is left to do when the
+/// signer list is already on the ledger (its SignerListSet validated, the
+/// AccountSet did not), so a set-up resumed halfway pays no fee twice.
+pub fn sign_master_disable(
+    keyring: &XrplKeyring,
+    escrow_index: u32,
+    sequence: u32,
+    fee_drops: u64,
+    last_ledger_sequence: u32,
+) -> Result<SignedTx, TxBuildError> {
+    check_fee("configuration", fee_drops)?;
+    let key = keyring.escrow_key(escrow_index)?;
+    let escrow = key.address().clone();
+    let disable_json = json!({
+        "TransactionType": "AccountSet",
+        "Account": escrow.as_str(),
+        "Fee": fee_drops.to_string(),
+        "Flags": 0,
+        "Sequence": sequence,
+        "LastLedgerSequence": last_ledger_sequence,
+        "SetFlag": ASF_DISABLE_MASTER,
+    });
+    let disable_fields = StObject::new(vec![
+        Field::u16(fields::TRANSACTION_TYPE, tx_type::ACCOUNT_SET),
+        Field::account(fields::ACCOUNT, escrow.account_id()),
+        Field::xrp(fields::FEE, fee_drops),
+        Field::u32(fields::FLAGS, 0),
+        Field::u32(fields::SEQUENCE, sequence),
+        Field::u32(fields::LAST_LEDGER_SEQUENCE, last_ledger_sequence),
+        Field::u32(fields::SET_FLAG, ASF_DISABLE_MASTER),
+    ]);
+    sign_single(&key, disable_json, disable_fields)
 }
 
 /// Signs a single-signature transaction whose fields (except the signing key and
