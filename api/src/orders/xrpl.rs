@@ -685,3 +685,142 @@ pub(crate) fn multisig_error(index: usize, e: MultisigError) -> ApiError {
     };
     ApiError::bad_input(field, reason, format!("{field}[{index}]: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_domain::escrow::payout::PayoutBreakdown;
+
+    fn keyring() -> XrplKeyring {
+        XrplKeyring::from_secret(&[7u8; 32]).unwrap()
+    }
+
+    fn ctx() -> XrplContext {
+        let keyring = keyring();
+        let operating = keyring.escrow_account(900).unwrap();
+        let marketplace = keyring.escrow_account(901).unwrap();
+        XrplContext {
+            operating,
+            marketplace: PayoutDestination { address: marketplace.address, tag: None },
+            keyring,
+            base_fee_drops: 10,
+            reserves: Reserves { base_drops: 1_000_000, owner_drops: 200_000 },
+            network: crate::startup::XrplNetwork::Devnet,
+            setup_ledger_window: 20,
+            signing_window_ledgers: 20,
+        }
+    }
+
+    /// An escrow whose payout has three Payments at `sequences`, each valid
+    /// until ledger `lls`, each fully signed ("complete").
+    fn escrow(sequences: [u32; 3], lls: [u32; 3]) -> XrplEscrow {
+        let k = keyring();
+        let acct = |i| k.escrow_account(i).unwrap();
+        let escrow = acct(1);
+        let dest = |a: &XrplAccount| PayoutDestination { address: a.address.clone(), tag: None };
+        let (buyer, provider, arbitrator) = (acct(2), acct(3), acct(4));
+        let recipients = [Recipient::Provider, Recipient::Buyer, Recipient::Marketplace];
+        let transactions: Vec<PayoutTxSpec> = (0..3)
+            .map(|i| PayoutTxSpec {
+                recipient: recipients[i],
+                escrow: escrow.address.clone(),
+                destination: dest(&acct(10 + i as u32)),
+                amount_drops: 1_000_000 * (i as u64 + 1),
+                fee_drops: 30,
+                sequence: sequences[i],
+                last_ledger_sequence: lls[i],
+            })
+            .collect();
+        XrplEscrow {
+            address: escrow.address.clone(),
+            public_key: escrow.public_key.to_hex(),
+            key_index: 1,
+            payout_to: PayoutParties { provider: dest(&provider), buyer: dest(&buyer), marketplace: dest(&arbitrator) },
+            buyer,
+            provider,
+            arbitrator,
+            setup: XrplSetup {
+                status: SetupStatus::Ready,
+                funding: None,
+                signer_list_set: None,
+                disable_master: None,
+                buyer_check: None,
+            },
+            next_sequence: Some(10),
+            ledger_index: 0,
+            funded_drops: 6_000_090,
+            payout: Some(XrplPayout {
+                transactions,
+                signer_blobs: vec![vec!["B".into(), "P".into()]; 3],
+                finals: (0..3).map(|i| Some(FinalPayout { blob: format!("F{i}"), hash: format!("H{i}"), signers: Vec::new() })).collect(),
+                breakdown: PayoutBreakdown { provider: 1_000_000, buyer: 2_000_000, commission: 3_000_000, arbitration_fee: 0, network_fee: 90 },
+                fees_drops: 90,
+                unallocated_drops: 0,
+                validated: Vec::new(),
+                failed: Vec::new(),
+            }),
+            claim_last_ledger_sequence: None,
+        }
+    }
+
+    #[test]
+    fn a_payment_is_dead_once_its_expiry_was_scanned_or_its_sequence_consumed() {
+        let mut x = escrow([10, 11, 12], [50, 50, 50]);
+        let p = x.payout.as_mut().unwrap();
+        assert!(p.dead_positions(50, 10).is_empty(), "ledger 50 is still within the window");
+        assert_eq!(p.dead_positions(51, 10), vec![0, 1, 2]);
+        assert_eq!(p.dead_positions(40, 11), vec![0], "Sequence 10 went to another transaction");
+        p.validated.push(0);
+        p.failed.push(FailedShare { position: 1, hash: "H1".into(), result: "tecDST_TAG_NEEDED".into(), ledger_index: 41 });
+        assert_eq!(p.dead_positions(51, 12), vec![2], "validated and refused Payments are never rebuilt");
+        assert_eq!(p.open_positions(), vec![2]);
+    }
+
+    #[test]
+    fn new_sequences_fill_gaps_and_never_reuse_a_consumed_or_held_one() {
+        // 10 was consumed; the Payment at 11 is alive until 100, the one at 12 expired at 50.
+        let x = escrow([9, 11, 12], [50, 100, 50]);
+        let mut x = x;
+        x.payout.as_mut().unwrap().validated.push(0);
+        x.next_sequence = Some(10);
+        assert_eq!(x.allocate_sequences(0, 60, 3), vec![10, 12, 13], "11 is held by a Payment that can still apply");
+        assert_eq!(x.allocate_sequences(15, 60, 2), vec![15, 16], "the ledger's own next Sequence is a floor");
+    }
+
+    #[test]
+    fn a_rebuild_keeps_validated_and_live_payments_with_their_signatures() {
+        let mut x = escrow([10, 11, 12], [50, 50, 50]);
+        x.payout.as_mut().unwrap().validated.push(0);
+        x.next_sequence = Some(11);
+        x.rebuild_payments(&ctx(), &[1, 2], 60, 11, 60).unwrap();
+        let p = x.payout.as_ref().unwrap();
+        assert_eq!(p.finals[0].as_ref().map(|f| f.hash.as_str()), Some("H0"), "the paid share is untouched");
+        assert_eq!(p.signer_blobs[0].len(), 2);
+        assert_eq!((p.transactions[1].sequence, p.transactions[2].sequence), (11, 12));
+        assert_eq!(p.transactions[1].last_ledger_sequence, 80, "a whole signing window from ledger 60");
+        assert!(p.finals[1].is_none() && p.signer_blobs[1].is_empty(), "rebuilt Payments are signed again");
+        assert_eq!(p.transactions[0].last_ledger_sequence, 50);
+    }
+
+    #[test]
+    fn a_refused_share_goes_to_its_new_destination_less_the_burned_fee() {
+        let mut x = escrow([10, 11, 12], [50, 50, 50]);
+        let tagged = PayoutDestination { address: keyring().escrow_account(20).unwrap().address, tag: Some(7) };
+        let refused = x.redirect_failed_share(&ctx(), 0, tagged.clone(), 45, 0, 45).unwrap_err();
+        assert_eq!(refused.code(), "CONFLICT", "a share the ledger did not refuse keeps its Payment");
+        let p = x.payout.as_mut().unwrap();
+        p.validated.push(1);
+        p.failed.push(FailedShare { position: 0, hash: "H0".into(), result: "tecDST_TAG_NEEDED".into(), ledger_index: 44 });
+        x.next_sequence = Some(13);
+        let own = PayoutDestination { address: x.address.clone(), tag: None };
+        assert_eq!(x.redirect_failed_share(&ctx(), 0, own, 45, 0, 45).unwrap_err().code(), "BAD_USER_INPUT");
+        x.redirect_failed_share(&ctx(), 0, tagged.clone(), 45, 0, 45).unwrap();
+        let p = x.payout.as_ref().unwrap();
+        let spec = &p.transactions[0];
+        assert_eq!(spec.destination, tagged);
+        assert_eq!(spec.amount_drops, 1_000_000 - 30);
+        assert_eq!(spec.sequence, 13, "a fresh Sequence above every consumed or held one");
+        assert!(p.failed.is_empty() && p.finals[0].is_none());
+        assert_eq!(p.fees_drops, 120, "the burned fee is accounted for");
+    }
+}
