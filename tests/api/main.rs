@@ -27,3 +27,4 @@ mod search;
 mod subscriptions;
 mod watcher_election;
 mod xrpl_liveness;
+mod xrpl_model;

@@ -343,21 +343,27 @@ impl XrplEscrow {
             self.store_payout(built);
             return Ok(());
         }
+        // Deposits that arrived after the funding was accepted are not part of
+        // the order's split; they are the buyer's and go back with its share,
+        // so nothing is left behind in the escrow account.
+        let late = self.funded_drops.saturating_sub(funded);
         let built = plan_payout_with(
             &self.address,
             &self.payout_to,
             &PayoutParams {
-                funded_drops: funded,
+                funded_drops: funded.saturating_add(late),
                 terms: *plan.terms(),
                 base_fee_drops: ctx.base_fee_drops,
                 first_sequence,
                 last_ledger_sequence: ctx.last_ledger_sequence(validated),
             },
             |total, fee| {
-                if total != funded {
+                if total != funded.saturating_add(late) {
                     return Err(agora_domain::escrow::payout::PayoutError::FeeExceedsFunds { funded: total, fee });
                 }
-                plan.breakdown(fee)
+                let mut b = plan.breakdown(fee)?;
+                b.buyer = b.buyer.saturating_add(late);
+                Ok(b)
             },
         )
         .map_err(|e| ApiError::conflict("PAYOUT_NOT_BUILDABLE", format!("the payout cannot be built: {e}")))?;
