@@ -3,6 +3,7 @@
 //! arrives before the escrow account is locked, orders placed at the same
 //! moment, a payout share the ledger refuses.
 
+use agora_domain::clock::Clock;
 use agora_escrow::xrpl::sequence_of;
 use agora_tests::xrpl::{self, BUYER_SEED, PROVIDER_ADDRESS, PROVIDER_SEED};
 use agora_tests::{Backend, TestApp};
@@ -198,4 +199,51 @@ chain_tests!(
     an_early_deposit_counts_only_once_the_lock_holds,
     orders_placed_together_are_set_up_together,
     a_refused_share_goes_to_the_destination_its_recipient_names,
+    an_account_that_was_never_locked_is_refunded,
 );
+
+/// Deliver 1, last clause: the buyer pays before the account is locked and
+/// the lock never comes (the watcher's submitter is down until the funding
+/// deadline). The order expires; the deposit goes back to the buyer with the
+/// escrow account's own master key — audited — and nothing more is set up.
+async fn an_account_that_was_never_locked_is_refunded(backend: Backend) {
+    let Some((app, watcher, p)) = start_with(backend, |_| {}).await else { return };
+    let order = place(&app, &p).await;
+    let escrow = order["xrplEscrow"]["account"].as_str().unwrap().to_owned();
+    pay_deposit(&app, &escrow, 25_000_000).await;
+    app.chains().xrpl.close_ledger();
+    catch_up(&watcher).await;
+    let buyer_before = balance(&app, agora_tests::xrpl::BUYER_ADDRESS);
+
+    let by = app
+        .gql("query($id: ID!) { order(id: $id) { deadlines { fundingBy } } }", json!({"id": order["id"]}), Some(&p.buyer.access_token))
+        .await
+        .ok()["order"]["deadlines"]["fundingBy"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by = chrono::DateTime::parse_from_rfc3339(&by).unwrap().with_timezone(&chrono::Utc);
+    app.clock.advance(by - app.clock.now() + chrono::Duration::seconds(1));
+    agora_api::orders::scheduler::sweep(&app.state, app.clock.now()).await.expect("sweep");
+    assert_eq!(view(&app, &order, &p.buyer.access_token).await["status"], "EXPIRED");
+
+    watcher.submit_pending().await.unwrap();
+    for _ in 0..2 {
+        tick(&app, &watcher).await;
+    }
+    let info = app.chains().xrpl.account(&escrow).unwrap();
+    assert!(!info.master_disabled && info.signer_quorum.is_none(), "an expired order is not set up any more");
+    // Everything above the base reserve the buyer's own deposit had to fund,
+    // less the Payment's fee.
+    let reserve = agora_api::devnet::xrpl::reserves().base_drops;
+    assert_eq!(balance(&app, agora_tests::xrpl::BUYER_ADDRESS) - buyer_before, 25_000_000 - reserve - 10);
+    let refunded = view(&app, &order, &p.buyer.access_token).await;
+    let rules: Vec<&str> = refunded["arbitratorSignatures"].as_array().unwrap().iter().filter_map(|s| s["rule"].as_str()).collect();
+    assert_eq!(rules.len(), 1, "the master-key signature is audited once: {refunded}");
+    let events: Vec<String> = history(&app, &order, &p.buyer.access_token).await.into_iter().map(|(e, _)| e).collect();
+    assert!(events.contains(&"DepositRefunded".to_owned()), "{events:?}");
+    // Nothing is sent again.
+    let after = balance(&app, agora_tests::xrpl::BUYER_ADDRESS);
+    tick(&app, &watcher).await;
+    assert_eq!(balance(&app, agora_tests::xrpl::BUYER_ADDRESS), after);
+}

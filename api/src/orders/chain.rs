@@ -237,6 +237,8 @@ pub enum XrplChainEvent {
     SequenceConsumed { sequence: u32, ledger_index: u32 },
     /// One payout Payment was validated.
     PayoutValidated { hash: String, ledger_index: u32 },
+    /// The master-key refund of an escrow account that was never locked was validated.
+    DepositRefunded { ledger_index: u32 },
     /// One payout Payment was applied with a `tec` result: its fee is burned
     /// and its share stays in the escrow account.
     PayoutFailed { hash: String, result: String, ledger_index: u32 },
@@ -388,6 +390,14 @@ pub async fn apply_xrpl_event(
                 funding_height: u64::from(ledger_index),
             };
             transition(app, txn, order, Actor::Chain, &event, now).await
+        }
+        XrplChainEvent::DepositRefunded { ledger_index } => {
+            update_xrpl_in(app, txn, order_id, "DepositRefunded", |x| {
+                x.setup.refunded = true;
+                x.ledger_index = x.ledger_index.max(ledger_index);
+                Ok(())
+            })
+            .await
         }
         XrplChainEvent::SequenceConsumed { sequence, ledger_index } => {
             let now = app.clock.now();

@@ -447,6 +447,8 @@ fn xrpl_setup(
             signer_list_set: None,
             disable_master: None,
             buyer_check: None,
+            refund: None,
+            refunded: false,
         },
         next_sequence: None,
         ledger_index: 0,

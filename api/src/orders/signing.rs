@@ -83,6 +83,55 @@ impl SigningGate {
     }
 }
 
+impl SigningGate {
+    /// Signs, with the escrow account's own master key, the Payment that
+    /// returns the deposits of an XRPL order that expired before its lock
+    /// held, at the account's next Sequence `sequence` (so it competes with
+    /// any set-up transaction still in flight: at most one of them applies).
+    /// Policy: only an expired order, only while the set-up is not read back
+    /// as locked, only the deposits (at most what the account holds above
+    /// `reserve_drops`), only to the buyer's refund destination. Audited as a
+    /// stray refund of the amount paid.
+    pub async fn sign_unlocked_refund(
+        app: &AppState,
+        txn: &DatabaseTransaction,
+        order: &mut Order,
+        sequence: u32,
+        available_drops: u64,
+        validated: u32,
+        now: DateTime<Utc>,
+    ) -> ApiResult<SigningRule> {
+        let expired = matches!(order.state, agora_domain::escrow::EscrowState::Expired { .. });
+        let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+            return Err(ApiError::internal("an unlocked-account refund is an XRPL transaction"));
+        };
+        let fee = app.xrpl.base_fee_drops;
+        let refused = |why: &str| ApiError::conflict("POLICY_REFUSED", format!("the escrow's master key may not sign: {why}"));
+        if !expired {
+            return Err(refused("only an order that expired unfunded is refunded this way"));
+        }
+        if x.setup.status == super::xrpl::SetupStatus::Ready {
+            return Err(refused("the account is locked; refunds go through its signer list"));
+        }
+        let amount = x.funded_drops.min(available_drops).checked_sub(fee).filter(|a| *a > 0).ok_or_else(|| refused("nothing to refund above the fee"))?;
+        let payment = agora_escrow::xrpl::XrpPayment {
+            destination: x.payout_to.buyer.address.clone(),
+            destination_tag: x.payout_to.buyer.tag,
+            amount_drops: amount,
+            fee_drops: fee,
+            sequence,
+            last_ledger_sequence: Some(validated.saturating_add(app.xrpl.setup_ledger_window)),
+        };
+        let signed = agora_escrow::xrpl::sign_unlocked_refund(&app.xrpl.keyring, x.key_index, &payment).map_err(ApiError::internal)?;
+        let hash = signed.hash.clone();
+        x.setup.refund = Some(signed);
+        let (key_index, public_key) = (x.key_index, x.public_key.clone());
+        let rule = SigningRule::StrayRefund { amount };
+        audit(txn, order, "xrpl", key_index, public_key, rule, "refund".into(), hash, now).await?;
+        Ok(rule)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn audit(
     txn: &DatabaseTransaction,

@@ -58,6 +58,12 @@ pub struct XrplSetup {
     pub signer_list_set: Option<SignedTx>,
     pub disable_master: Option<SignedTx>,
     pub buyer_check: Option<BuyerCheck>,
+    /// The order expired before the lock held: the master-key Payment that
+    /// returns the deposits to the buyer, and whether the ledger validated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<SignedTx>,
+    #[serde(default)]
+    pub refunded: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -751,6 +757,8 @@ mod tests {
                 signer_list_set: None,
                 disable_master: None,
                 buyer_check: None,
+                refund: None,
+                refunded: false,
             },
             next_sequence: Some(10),
             ledger_index: 0,

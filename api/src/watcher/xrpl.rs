@@ -150,7 +150,12 @@ impl<S: XrplSource> XrplWatcher<S> {
                         events.push(XrplChainEvent::SequenceConsumed { sequence, ledger_index: ledger.index });
                     }
                 }
-                if kind == "Payment" {
+                let refund = x.setup.refund.as_ref().is_some_and(|r| r.hash.eq_ignore_ascii_case(&tx.hash));
+                if kind == "Payment" && refund {
+                    if success {
+                        events.push(XrplChainEvent::DepositRefunded { ledger_index: ledger.index });
+                    }
+                } else if kind == "Payment" {
                     let ours = x
                         .payout
                         .as_ref()
@@ -241,6 +246,11 @@ impl<S: XrplSource> XrplWatcher<S> {
         for order in orders {
             let Some(x) = xrpl_of(&order) else { continue };
             let id = order.id();
+            if matches!(order.state, EscrowState::Expired { .. }) && x.setup.status != SetupStatus::Ready {
+                // Never locked in time: no more set-up, the deposits go back.
+                sent += self.refund_unlocked(&order, x, validated).await?;
+                continue;
+            }
             match x.setup.status {
                 SetupStatus::AwaitingAccount => {
                     let blob = match &x.setup.funding {
@@ -329,6 +339,54 @@ impl<S: XrplSource> XrplWatcher<S> {
             sent += self.submit(id, blob).await?;
         }
         Ok(sent)
+    }
+
+    /// The order expired before its escrow account was locked: the account's
+    /// master key can still sign, so the deposits are returned to the buyer
+    /// in a Payment at the account's next Sequence (it competes with any
+    /// set-up transaction still in flight; if the lock comes through after
+    /// all, the deposits count as late funds and are refunded through the
+    /// signer list instead).
+    async fn refund_unlocked(&self, order: &Order, x: &XrplEscrow, validated: u32) -> Result<usize, WatchError> {
+        let id = order.id();
+        if x.setup.refunded || x.funded_drops == 0 {
+            return Ok(0);
+        }
+        let Some(info) = self.source.account_info(x.address.as_str()).await? else {
+            return Ok(0);
+        };
+        if info.master_disabled {
+            return if x.setup.status == SetupStatus::Configuring { self.configure(order, x, validated).await } else { Ok(0) };
+        }
+        let fresh = x.setup.refund.as_ref().filter(|t| {
+            sequence_of(&t.blob) == Some(info.sequence) && last_ledger_sequence_of(&t.blob).is_some_and(|l| validated <= l)
+        });
+        let blob = match fresh {
+            Some(t) => t.blob.clone(),
+            None => {
+                let now = self.app.clock.now();
+                let reserves = self.app.xrpl.reserves;
+                let reserve = reserves.base_drops + if info.signer_quorum.is_some() { reserves.owner_drops } else { 0 };
+                let available = info.balance_drops.saturating_sub(reserve);
+                let txn = self.app.db.begin().await?;
+                let mut fresh = orders::load(&txn, id).await?;
+                match SigningGate::sign_unlocked_refund(&self.app, &txn, &mut fresh, info.sequence, available, validated, now).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(order.id = %id, error = ?e, "the deposits of an unlocked escrow account are not refunded");
+                        return Ok(0);
+                    }
+                }
+                orders::save(&txn, &mut fresh, now).await?;
+                note(&txn, id, "DepositRefundSigned", "the order expired before the escrow account was locked; its deposits go back to the buyer", now).await?;
+                txn.commit().await?;
+                match xrpl_of(&fresh).and_then(|x| x.setup.refund.as_ref()) {
+                    Some(t) => t.blob.clone(),
+                    None => return Ok(0),
+                }
+            }
+        };
+        self.submit(id, &blob).await
     }
 
     /// Submits one blob and classifies the engine result: `tes` and `ter`

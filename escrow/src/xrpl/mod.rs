@@ -47,4 +47,4 @@ pub use setup::{
     ConfigurationParams, EscrowConfiguration, EscrowSigners, FundingParams, Reserves, SignedTx,
     TxBuildError, ASF_DISABLE_MASTER, ESCROW_QUORUM, MAX_FEE_DROPS, SIGNER_WEIGHT,
 };
-pub use transfer::{sign_xrp_payment, XrpPayment};
+pub use transfer::{sign_unlocked_refund, sign_xrp_payment, XrpPayment};

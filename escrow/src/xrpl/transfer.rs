@@ -99,3 +99,16 @@ mod tests {
         assert!(sign_xrp_payment(&key, &to_self).is_err());
     }
 }
+
+/// Signs, with escrow account `escrow_index`'s master key, the Payment that
+/// returns a deposit from an escrow account whose lock never held (the order
+/// expired before the ledger showed its signer list and disabled master key).
+/// Only then is the master key still able to sign; once the lock holds, the
+/// ledger refuses it (`tefMASTER_DISABLED`) and refunds go through the multisig.
+pub fn sign_unlocked_refund(
+    keyring: &super::XrplKeyring,
+    escrow_index: u32,
+    payment: &XrpPayment,
+) -> Result<SignedTx, TxBuildError> {
+    sign_xrp_payment(&keyring.escrow_key(escrow_index)?, payment)
+}
