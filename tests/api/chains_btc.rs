@@ -278,24 +278,6 @@ async fn only_one_watcher_per_chain_holds_the_lock(backend: Backend) {
     assert!(taken.is_some(), "the lock is free once its holder is gone");
 }
 
-macro_rules! chain_tests {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(agora_tests::Backend::Postgres).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(agora_tests::Backend::Sqlite).await
-                }
-            }
-        )+
-    };
-}
-
 chain_tests!(
     an_order_settles_on_the_local_chain_watched_through_bitcoin_core_rpc,
     an_order_settles_on_the_local_chain_watched_through_esplora,

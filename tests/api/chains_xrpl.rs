@@ -177,24 +177,6 @@ async fn a_payout_whose_last_ledger_passed_is_rebuilt_and_signed_again(backend: 
     assert_eq!(view(&app, &order, &p.buyer.access_token).await["status"], "SETTLED");
 }
 
-macro_rules! chain_tests {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(agora_tests::Backend::Postgres).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(agora_tests::Backend::Sqlite).await
-                }
-            }
-        )+
-    };
-}
-
 chain_tests!(
     an_xrp_order_is_set_up_funded_released_and_settled_on_the_ledger,
     a_payout_whose_last_ledger_passed_is_rebuilt_and_signed_again,

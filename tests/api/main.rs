@@ -2,6 +2,26 @@
 
 pub use agora_tests::GqlResponse;
 
+/// One test per backend for each scenario `async fn name(backend: Backend)`
+/// (the chain scenarios run on both PostgreSQL and SQLite).
+macro_rules! chain_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(agora_tests::Backend::Postgres).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(agora_tests::Backend::Sqlite).await
+                }
+            }
+        )+
+    };
+}
+
 mod auth;
 mod authz_matrix;
 mod chains_btc;

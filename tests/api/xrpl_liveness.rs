@@ -177,24 +177,6 @@ async fn a_refused_share_goes_to_the_destination_its_recipient_names(backend: Ba
     assert_eq!(balance(&app, &marketplace) - marketplace_before, commission, "the commission is paid once");
 }
 
-macro_rules! chain_tests {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(agora_tests::Backend::Postgres).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(agora_tests::Backend::Sqlite).await
-                }
-            }
-        )+
-    };
-}
-
 chain_tests!(
     an_early_deposit_counts_only_once_the_lock_holds,
     orders_placed_together_are_set_up_together,

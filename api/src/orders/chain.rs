@@ -300,6 +300,19 @@ pub async fn deliver_xrpl_event(app: &AppState, order_id: Uuid, event: XrplChain
     Ok(order)
 }
 
+/// The payout Payment of `x` whose signed hash is `hash`, and its position.
+fn payout_position<'a>(order_id: Uuid, x: &'a mut XrplEscrow, hash: &str) -> ApiResult<(&'a mut super::xrpl::XrplPayout, usize)> {
+    let payout = x
+        .payout
+        .as_mut()
+        .ok_or_else(|| ApiError::conflict("UNEXPECTED_SPEND", "no payout was prepared for this escrow"))?;
+    let Some(position) = payout.finals.iter().position(|f| f.as_ref().is_some_and(|f| f.hash == hash)) else {
+        tracing::warn!(order.id = %order_id, xrpl.hash = %hash, "unexpected transaction from the escrow account");
+        return Err(ApiError::conflict("UNEXPECTED_SPEND", format!("{hash} is not one of this order's payouts")));
+    };
+    Ok((payout, position))
+}
+
 /// Applies an XRPL chain event inside `txn` (the watcher commits it together
 /// with its cursor).
 pub async fn apply_xrpl_event(
@@ -421,14 +434,7 @@ pub async fn apply_xrpl_event(
                 return Err(ApiError::internal("an XRPL event for an order on another chain"));
             };
             x.ledger_index = x.ledger_index.max(ledger_index);
-            let payout = x
-                .payout
-                .as_mut()
-                .ok_or_else(|| ApiError::conflict("UNEXPECTED_SPEND", "no payout was prepared for this escrow"))?;
-            let Some(position) = payout.finals.iter().position(|f| f.as_ref().is_some_and(|f| f.hash == hash)) else {
-                tracing::warn!(order.id = %order_id, xrpl.hash = %hash, "unexpected transaction from the escrow account");
-                return Err(ApiError::conflict("UNEXPECTED_SPEND", format!("{hash} is not one of this order's payouts")));
-            };
+            let (payout, position) = payout_position(order_id, x, &hash)?;
             if !payout.validated.contains(&position) {
                 payout.validated.push(position);
             }
@@ -452,13 +458,7 @@ pub async fn apply_xrpl_event(
                 return Err(ApiError::internal("an XRPL event for an order on another chain"));
             };
             x.ledger_index = x.ledger_index.max(ledger_index);
-            let payout = x
-                .payout
-                .as_mut()
-                .ok_or_else(|| ApiError::conflict("UNEXPECTED_SPEND", "no payout was prepared for this escrow"))?;
-            let Some(position) = payout.finals.iter().position(|f| f.as_ref().is_some_and(|f| f.hash == hash)) else {
-                return Err(ApiError::conflict("UNEXPECTED_SPEND", format!("{hash} is not one of this order's payouts")));
-            };
+            let (payout, position) = payout_position(order_id, x, &hash)?;
             if payout.failed_at(position).is_some() || payout.validated.contains(&position) {
                 return Ok(order);
             }
