@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::account::{KeyError, SigningKey, XrplAddress, XrplPublicKey};
 use super::codec::{
-    fields, sha512_half, tx_type, Field, StObject, PREFIX_MULTI_SIGN,
+    fields, multisig_signing_data, sha512_half, tx_type, Field, StObject,
 };
 use super::multisig::{sealed, MultisignTx};
 use super::payout::{multisig_fee_drops, PayoutDestination};
@@ -333,11 +333,7 @@ impl ChannelTx {
 
     /// The exact bytes `signer` signs: `SMT\0`, the signing fields, the signer's AccountID.
     pub fn signing_data(&self, signer: &XrplAddress) -> Vec<u8> {
-        let mut data = Vec::with_capacity(4 + self.unsigned_bytes.len() + 20);
-        data.extend_from_slice(&PREFIX_MULTI_SIGN);
-        data.extend_from_slice(&self.unsigned_bytes);
-        data.extend_from_slice(signer.account_id());
-        data
+        multisig_signing_data(&self.unsigned_bytes, signer)
     }
 }
 

@@ -19,6 +19,16 @@ use serde_json::Value as Json;
 pub(crate) const PREFIX_SINGLE_SIGN: [u8; 4] = *b"STX\0";
 /// Prefix of the data each multisigner signs (`SMT\0`).
 pub(crate) const PREFIX_MULTI_SIGN: [u8; 4] = *b"SMT\0";
+/// The exact bytes multisigner `signer` signs: `SMT\0`, the transaction's
+/// signing fields (`unsigned`, serialized), then the signer's AccountID.
+pub(crate) fn multisig_signing_data(unsigned: &[u8], signer: &super::account::XrplAddress) -> Vec<u8> {
+    let mut data = Vec::with_capacity(PREFIX_MULTI_SIGN.len() + unsigned.len() + 20);
+    data.extend_from_slice(&PREFIX_MULTI_SIGN);
+    data.extend_from_slice(unsigned);
+    data.extend_from_slice(signer.account_id());
+    data
+}
+
 /// Prefix hashed with a signed transaction to give its id (`TXN\0`).
 const PREFIX_TRANSACTION_ID: [u8; 4] = *b"TXN\0";
 

@@ -16,7 +16,7 @@ use serde_json::{Map, Value as Json};
 use super::account::{XrplAddress, XrplPublicKey};
 use super::codec::{
     decode_hex_blob, field_name, fields, transaction_id, Field, FieldId, StObject, Value,
-    PREFIX_MULTI_SIGN, PREFIX_SINGLE_SIGN,
+    PREFIX_SINGLE_SIGN,
 };
 use super::multisig::MultisigError;
 
@@ -230,10 +230,7 @@ impl DecodedTx {
 
     /// The bytes multisigner `signer` signs.
     pub fn multi_signing_data(&self, signer: &XrplAddress) -> Vec<u8> {
-        let mut data = PREFIX_MULTI_SIGN.to_vec();
-        data.extend_from_slice(&self.signing_fields());
-        data.extend_from_slice(signer.account_id());
-        data
+        super::codec::multisig_signing_data(&self.signing_fields(), signer)
     }
 
     /// Checks the signatures as rippled's local checks do: a single signature over

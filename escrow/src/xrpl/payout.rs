@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::account::XrplAddress;
-use super::codec::{fields, tx_type, Field, StObject, PREFIX_MULTI_SIGN};
+use super::codec::{fields, multisig_signing_data, tx_type, Field, StObject};
 use super::setup::{check_fee, encode_checked, TxBuildError, ESCROW_QUORUM};
 
 /// Signatures each payout transaction carries (and pays the fee for).
@@ -222,11 +222,7 @@ impl PayoutTx {
     /// The exact bytes `signer` signs: `SMT\0`, the transaction's signing fields,
     /// then the signer's AccountID.
     pub fn signing_data(&self, signer: &XrplAddress) -> Vec<u8> {
-        let mut data = Vec::with_capacity(4 + self.unsigned_bytes.len() + 20);
-        data.extend_from_slice(&PREFIX_MULTI_SIGN);
-        data.extend_from_slice(&self.unsigned_bytes);
-        data.extend_from_slice(signer.account_id());
-        data
+        multisig_signing_data(&self.unsigned_bytes, signer)
     }
 
     pub(crate) fn unsigned_fields(&self) -> &StObject {

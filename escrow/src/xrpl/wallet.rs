@@ -2,7 +2,7 @@
 //! seeds, and multisigning any unsigned transaction blob as one signer.
 
 use super::account::{KeyError, SigningKey};
-use super::codec::{decode_hex_blob, fields, Field, StObject, PREFIX_MULTI_SIGN};
+use super::codec::{decode_hex_blob, fields, Field, StObject};
 use super::multisig::MultisigError;
 
 /// A new secp256k1 family seed (`s…`) from `entropy`.
@@ -21,9 +21,7 @@ pub fn multisign_blob(unsigned_hex: &str, key: &SigningKey) -> Result<String, Mu
     if parsed.get(fields::SIGNERS).is_some() {
         return Err(MultisigError::MalformedBlob("the blob is already signed".into()));
     }
-    let mut data = PREFIX_MULTI_SIGN.to_vec();
-    data.extend_from_slice(&parsed.to_bytes());
-    data.extend_from_slice(key.address().account_id());
+    let data = super::codec::multisig_signing_data(&parsed.to_bytes(), key.address());
     let signature = key.sign(&data).map_err(|e| MultisigError::Signing(e.to_string()))?;
     let signer = Field::object(
         fields::SIGNER,
