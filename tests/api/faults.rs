@@ -389,6 +389,25 @@ async fn a_database_restart_under_load_gives_service_unavailable_then_recovers_w
         "the load ended with a success: {:?}",
         reads.last()
     );
+    // What operators alert on (docs/operations.md): the outage is counted
+    // as SERVICE_UNAVAILABLE, and INTERNAL never moved.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("agora_graphql_errors_total{code=\"SERVICE_UNAVAILABLE\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("agora_graphql_errors_total{code=\"INTERNAL\"}"),
+        "{metrics}"
+    );
     assert!(
         memory.iter().all(Outcome::ok),
         "in-memory answers never depended on the database"
