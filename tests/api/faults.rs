@@ -474,9 +474,49 @@ impl ChildEnv {
             .expect("the child starts")
     }
 
+    /// Starts a child and kills it `after`, typically while it is still
+    /// starting: connecting, loading or generating keys, campaigning for
+    /// the watchers.
+    async fn start_and_kill_early(&self, after: Duration) {
+        let mut child = self
+            .command()
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the test binary runs again as a child");
+        tokio::time::sleep(after).await;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Starts a child; returns it with its base URL once it listens.
     fn start(&self) -> (Child, String) {
-        let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the test binary runs again as a child");
+        // libtest prints its own text on the same line; read on until the
+        // port, then keep draining so the child never writes into a closed pipe.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(port) = line.split("AGORA_CHILD_PORT=").nth(1) {
+                    let _ = tx.send(port.trim().to_owned());
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the child listens");
+        (child, format!("http://127.0.0.1:{port}"))
+    }
+
+    /// `agora serve`: the test binary running only the `child` test,
+    /// configured through `AGORA__*` variables as an operator would.
+    fn command(&self) -> Command {
+        let mut command = Command::new(std::env::current_exe().expect("the test binary"));
+        command
             .args([
                 "faults::child",
                 "--exact",
@@ -507,25 +547,8 @@ impl ChildEnv {
             .env("AGORA__NOTIFICATIONS__CLAIM_LEASE_SECS", "2")
             .env("AGORA__ORDERS__SCHEDULER_INTERVAL_SECS", "86400")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the test binary runs again as a child");
-        // libtest prints its own text on the same line; read on until the
-        // port, then keep draining so the child never writes into a closed pipe.
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(port) = line.split("AGORA_CHILD_PORT=").nth(1) {
-                    let _ = tx.send(port.trim().to_owned());
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("the child listens");
-        (child, format!("http://127.0.0.1:{port}"))
+            .stderr(Stdio::null());
+        command
     }
 }
 
@@ -806,12 +829,25 @@ async fn orders_funded_paid_out_and_mailed_survive_kill_9_at_random_moments() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(KILLS);
     let mut rng = StdRng::seed_from_u64(seed);
-    let waits: Vec<u64> = (0..kills_n).map(|_| rng.gen_range(100..1_200)).collect();
+    // Per kill: how long the serving child lives, and (one time in three)
+    // how soon a replacement is killed again while it is still starting.
+    let schedule: Vec<(u64, Option<u64>)> = (0..kills_n)
+        .map(|_| {
+            let serving = rng.gen_range(100..1_200);
+            let early = rng.gen_bool(1.0 / 3.0).then(|| rng.gen_range(0..400));
+            (serving, early)
+        })
+        .collect();
     let kills = async {
-        for wait in &waits {
-            tokio::time::sleep(Duration::from_millis(*wait)).await;
+        for (serving, early) in &schedule {
+            tokio::time::sleep(Duration::from_millis(*serving)).await;
             victim.kill();
             println!("killed at {:?}", began.elapsed());
+            if let Some(early) = early {
+                env.start_and_kill_early(Duration::from_millis(*early))
+                    .await;
+                println!("killed while starting after {early} ms");
+            }
             victim.replace(env.start_blocking().await);
         }
     };
