@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use agora_domain::clock::{Clock, SystemClock};
 use agora_escrow::btc::{generate_master, MarketplaceKeyStore};
 
-use crate::auth::jwt::write_private;
+use crate::auth::jwt::create_private_once;
 use crate::auth::password::HashingPool;
 use crate::auth::rate_limit::Throttle;
 use crate::config::Mode;
@@ -248,7 +248,7 @@ fn bitcoin_context(settings: &Settings) -> anyhow::Result<BitcoinContext> {
         let path = settings.data_dir.join(DEV_BITCOIN_KEY_FILE);
         if !path.exists() {
             let (xprv, _) = generate_master(network)?;
-            write_private(&path, &xprv).with_context(|| format!("cannot write {}", path.display()))?;
+            create_private_once(&path, &xprv).with_context(|| format!("cannot write {}", path.display()))?;
             tracing::info!(key.path = %path.display(), "generated a development Bitcoin marketplace key");
         }
         MarketplaceKeyStore::from_file(&path)?
@@ -315,7 +315,7 @@ pub fn xrpl_context(settings: &Settings) -> anyhow::Result<XrplContext> {
         if !path.exists() {
             let mut bytes = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-            write_private(&path, &hex::encode(bytes)).with_context(|| format!("cannot write {}", path.display()))?;
+            create_private_once(&path, &hex::encode(bytes)).with_context(|| format!("cannot write {}", path.display()))?;
             tracing::info!(key.path = %path.display(), "generated a development XRPL marketplace secret");
         }
         std::fs::read_to_string(&path)?

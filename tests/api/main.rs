@@ -29,6 +29,7 @@ mod chains_xrpl;
 mod devnet_bitcoin;
 mod disputes;
 mod escrow_liveness;
+mod faults;
 mod fuzz;
 mod graphql_http_audit;
 mod devnet_xrpl;

@@ -151,7 +151,9 @@ fn development_key(data_dir: &Path) -> Result<String, KeyLoadError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir).map_err(io)?;
             let pem = JwtKeys::generate_pem()?;
-            write_private(&path, &pem).map_err(io)?;
+            // Another process starting on the same directory may win; then
+            // its key is the one everybody uses.
+            let pem = create_private_once(&path, &pem).map_err(io)?;
             tracing::info!(key.path = %path.display(), "generated a development JWT signing key");
             Ok(pem)
         }
@@ -159,7 +161,50 @@ fn development_key(data_dir: &Path) -> Result<String, KeyLoadError> {
     }
 }
 
-/// Writes a secret file readable only by its owner.
+/// Creates the secret file `path` holding `contents`, readable only by its
+/// owner, unless it exists already; returns what `path` holds afterwards (ours,
+/// or the contents of whoever created it first).
+///
+/// The file appears whole or not at all. Writing it in place left, when the
+/// process was killed between creating and filling it, an empty or short key
+/// file that every later start refused to parse, and let a second process
+/// starting on the same directory read that half-written file or fail on
+/// "already exists". So the contents go to a temporary file in the same
+/// directory, synced, and are then hard-linked to `path`: link(2) is atomic
+/// and never replaces an existing file. (std has no rename-without-replace;
+/// the hard link is how to get one without `unsafe`.)
+pub fn create_private_once(path: &Path, contents: &str) -> std::io::Result<String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple()));
+    write_private(&tmp, contents)?;
+    let linked = match std::fs::hard_link(&tmp, path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        // A file system without hard links: rename (which would replace a
+        // file created meanwhile, so only when there is none).
+        Err(_) if !path.exists() => std::fs::rename(&tmp, path),
+        other => other,
+    };
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            // Make the new directory entry durable too.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(contents.to_owned())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a new secret file readable only by its owner (`create_new`: never
+/// over an existing one). Not atomic: see [`create_private_once`] for files
+/// another start must be able to read.
 pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -212,6 +257,53 @@ mod tests {
         let dir = std::env::temp_dir();
         let err = JwtKeys::load(&Settings::default().auth, Mode::Production, &dir).unwrap_err();
         assert!(matches!(err, KeyLoadError::MissingInProduction));
+    }
+
+    #[test]
+    fn a_secret_file_is_created_whole_once_and_then_kept() {
+        let dir = std::env::temp_dir().join(format!("agora-once-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret.key");
+        assert_eq!(create_private_once(&path, "first").unwrap(), "first");
+        assert_eq!(create_private_once(&path, "second").unwrap(), "first", "an existing file is never replaced");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o077, 0);
+        }
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("secret.key")], "no temporary file is left");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Replicas starting together on one data directory: every one gets the
+    /// same complete contents, none fails and none reads a half-written file.
+    /// (Writing in place, the losers got "already exists" or an empty file.)
+    #[test]
+    fn racing_creators_all_end_with_the_first_complete_contents() {
+        for round in 0..20 {
+            let dir = std::env::temp_dir().join(format!("agora-race-{round}-{}", Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("secret.key");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let seen: Vec<String> = (0..8)
+                .map(|i| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        create_private_once(&path, &format!("contents of writer {i} ").repeat(200))
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap().unwrap())
+                .collect();
+            let on_disk = std::fs::read_to_string(&path).unwrap();
+            assert!(seen.iter().all(|s| *s == on_disk), "round {round}: every creator agrees");
+            assert_eq!(on_disk.len(), "contents of writer 0 ".len() * 200, "round {round}: complete");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 
     #[test]

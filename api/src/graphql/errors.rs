@@ -6,7 +6,7 @@ use agora_persistence::StoreError;
 use async_graphql::ErrorExtensions;
 
 /// Every code a client can receive in `extensions.code`.
-pub const CODES: [&str; 10] = [
+pub const CODES: [&str; 11] = [
     "UNAUTHENTICATED",
     "FORBIDDEN",
     "BAD_USER_INPUT",
@@ -19,7 +19,15 @@ pub const CODES: [&str; 10] = [
     // The HTTP request itself is unusable: wrong content type, malformed or
     // oversized body, a mutation over GET.
     "BAD_REQUEST",
+    // The database cannot be reached (down, restarting, no connection free in
+    // time); `extensions.retryAfterSeconds` says when to try again.
+    "SERVICE_UNAVAILABLE",
 ];
+
+/// What `SERVICE_UNAVAILABLE` tells clients to wait before retrying: long
+/// enough for a database restart or fail-over to make progress, short enough
+/// that a client does not give up on a blip.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// An error for the client.
 ///
@@ -37,7 +45,12 @@ pub enum ApiError {
     },
     NotFound(String),
     Conflict(String),
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    /// SERVICE_UNAVAILABLE: the database cannot be reached. The cause is
+    /// logged (as a warning: it is an outage, not a bug) and never sent.
+    Unavailable(String),
     /// FORBIDDEN or CONFLICT with a stable `extensions.reason` (e.g. WRONG_STATE).
     Rejected {
         code: &'static str,
@@ -59,6 +72,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
             ApiError::Rejected { code, .. } => code,
         }
@@ -89,15 +103,24 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m) => m.clone(),
-            ApiError::BadInput { message, .. } | ApiError::Rejected { message, .. } => message.clone(),
+            ApiError::BadInput { message, .. } | ApiError::Rejected { message, .. } => {
+                message.clone()
+            }
             ApiError::RateLimited { retry_after_secs } => {
                 format!("too many attempts; retry in {retry_after_secs} s")
+            }
+            ApiError::Unavailable(_) => {
+                format!("the service is temporarily unavailable; retry in {UNAVAILABLE_RETRY_AFTER_SECS} s")
             }
             ApiError::Internal(_) => "internal error".to_owned(),
         }
     }
 
-    pub fn bad_input(field: impl Into<String>, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_input(
+        field: impl Into<String>,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         ApiError::BadInput {
             field: field.into(),
             reason,
@@ -110,6 +133,13 @@ impl ApiError {
         let cause = cause.to_string();
         tracing::error!(error.cause = %cause, "internal error");
         ApiError::Internal(cause)
+    }
+
+    /// Logs the cause once (a warning) and tells the client to retry later.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        let cause = cause.to_string();
+        tracing::warn!(error.cause = %cause, "database unavailable");
+        ApiError::Unavailable(cause)
     }
 
     /// A validation error of the domain, with `field` prefixed by the input's path.
@@ -130,15 +160,16 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::VersionConflict => {
-                ApiError::Conflict("the record was changed by someone else; reload and retry".into())
-            }
+            StoreError::VersionConflict => ApiError::Conflict(
+                "the record was changed by someone else; reload and retry".into(),
+            ),
             StoreError::NotFound => ApiError::NotFound("not found".into()),
             StoreError::Busy => ApiError::conflict(
                 "CONCURRENT_UPDATE",
                 "another change was being written at the same moment; retry",
             ),
             StoreError::Duplicate => ApiError::Conflict("already exists".into()),
+            StoreError::Unavailable(cause) => ApiError::unavailable(cause),
             other => ApiError::internal(other),
         }
     }
@@ -165,6 +196,9 @@ impl From<ApiError> for async_graphql::Error {
                 }
                 ApiError::RateLimited { retry_after_secs } => {
                     ext.set("retryAfterSeconds", *retry_after_secs);
+                }
+                ApiError::Unavailable(_) => {
+                    ext.set("retryAfterSeconds", UNAVAILABLE_RETRY_AFTER_SECS);
                 }
                 _ => {}
             }

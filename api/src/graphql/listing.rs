@@ -554,7 +554,7 @@ pub fn may_see_listing(viewer: Option<&Viewer>, listing: &ListingRecord) -> bool
 
 pub async fn load_listing_node(ctx: &Context<'_>, id: Uuid) -> ApiResult<Option<ListingObject>> {
     let loader = ctx.data_unchecked::<DataLoader<ListingLoader>>();
-    let Some(record) = loader.load_one(id).await.map_err(ApiError::internal)? else {
+    let Some(record) = loader.load_one(id).await? else {
         return Ok(None);
     };
     if record.status != ListingStatus::Active {

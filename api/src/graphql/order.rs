@@ -919,7 +919,7 @@ impl OrderObject {
     /// Every change of the order, oldest first.
     async fn history(&self, ctx: &Context<'_>) -> ApiResult<Vec<OrderEventGql>> {
         let loader = ctx.data_unchecked::<DataLoader<OrderEventsLoader>>();
-        let rows = loader.load_one(self.0.id()).await.map_err(ApiError::internal)?.unwrap_or_default();
+        let rows = loader.load_one(self.0.id()).await?.unwrap_or_default();
         Ok(rows
             .into_iter()
             .map(|e| OrderEventGql {
@@ -936,7 +936,7 @@ impl OrderObject {
     /// Every signature the marketplace key made for this order (append-only audit).
     async fn arbitrator_signatures(&self, ctx: &Context<'_>) -> ApiResult<Vec<ArbitratorSignatureGql>> {
         let loader = ctx.data_unchecked::<DataLoader<ArbitratorSignaturesLoader>>();
-        let rows = loader.load_one(self.0.id()).await.map_err(ApiError::internal)?.unwrap_or_default();
+        let rows = loader.load_one(self.0.id()).await?.unwrap_or_default();
         Ok(rows
             .into_iter()
             .map(|s| ArbitratorSignatureGql {

@@ -22,7 +22,7 @@ impl ProviderObject {
     /// Loads a provider through the request's DataLoader.
     pub async fn load(ctx: &Context<'_>, user_id: Uuid) -> ApiResult<Option<ProviderObject>> {
         let loader = ctx.data_unchecked::<DataLoader<ProviderLoader>>();
-        let record = loader.load_one(user_id).await.map_err(ApiError::internal)?;
+        let record = loader.load_one(user_id).await?;
         Ok(record.map(ProviderObject))
     }
 }

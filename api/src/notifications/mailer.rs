@@ -7,15 +7,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::NotificationSettings;
 
 pub enum MailTransport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    /// One `.eml` file per e-mail.
-    /// The transport and its directory (owner-only, like its files).
-    File(AsyncFileTransport<Tokio1Executor>, std::path::PathBuf),
+    /// One `.eml` file per e-mail in this directory (owner-only, like its files).
+    File(std::path::PathBuf),
 }
 
 /// Why an e-mail was not sent.
@@ -52,7 +51,7 @@ impl MailTransport {
                 let dir = data_dir.join("mail");
                 crate::startup::private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
                 tracing::info!(mail.dir = %dir.display(), "no SMTP server configured: e-mails are written as files");
-                Ok(MailTransport::File(AsyncFileTransport::new(dir.clone()), dir))
+                Ok(MailTransport::File(dir))
             }
         }
     }
@@ -66,14 +65,46 @@ impl MailTransport {
                     SendError::Temporary(e.to_string())
                 }
             }),
-            MailTransport::File(file, dir) => {
-                let id = file.send(message).await.map_err(|e| SendError::Temporary(e.to_string()))?;
-                // E-mails hold personal data: readable by the owner only.
-                crate::startup::make_private(&dir.join(format!("{id}.eml")))
-                    .map_err(|e| SendError::Temporary(format!("cannot restrict the e-mail file: {e}")))
+            MailTransport::File(dir) => {
+                let (dir, bytes) = (dir.clone(), message.formatted());
+                tokio::task::spawn_blocking(move || write_eml(&dir, &bytes))
+                    .await
+                    .map_err(|e| SendError::Temporary(format!("the e-mail writer stopped: {e}")))?
+                    .map_err(|e| SendError::Temporary(format!("cannot write the e-mail file: {e}")))
             }
         }
     }
+}
+
+/// Writes one e-mail as `<random uuid>.eml` in `dir`, whole or not at all.
+///
+/// Hand-written rather than lettre's file transport, which creates the
+/// `.eml` in place with the default mode and fills it afterwards: a process
+/// killed in between left a truncated (or empty) e-mail for whatever picks up
+/// the directory, readable by others until the permissions were fixed. Here
+/// the e-mail goes to a hidden temporary file created owner-only, is synced,
+/// and is renamed to its `.eml` name (atomic within a directory).
+fn write_eml(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let id = uuid::Uuid::new_v4();
+    let tmp = dir.join(format!(".{id}.eml.tmp"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // E-mails hold personal data: readable by the owner only, from the start.
+        options.mode(0o600);
+    }
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, dir.join(format!("{id}.eml"))));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed
 }
 
 /// A plain-text e-mail with the given Message-ID.
@@ -94,6 +125,26 @@ pub fn build_message(from: &Mailbox, to: &str, subject: &str, body: &str, messag
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_email_file_appears_whole_and_owner_only_with_nothing_left_beside_it() {
+        let dir = std::env::temp_dir().join(format!("agora-mail-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let from: Mailbox = "Agora <no-reply@agora.localhost>".parse().unwrap();
+        let message = build_message(&from, "buyer@example.org", "Order 1 funded", "Body", "<abc@agora>").unwrap();
+        let bytes = message.formatted();
+        write_eml(&dir, &bytes).unwrap();
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(files[0].extension().and_then(|e| e.to_str()), Some("eml"));
+        assert_eq!(std::fs::read(&files[0]).unwrap(), bytes);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn a_message_carries_the_given_message_id_and_recipient() {
