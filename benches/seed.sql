@@ -73,7 +73,8 @@ SELECT pg_temp.bench_uuid(t, 1, n),
 FROM generate_series(1, :providers) n,
      LATERAL (SELECT timestamptz '2025-01-01 00:00:00+00' + n * interval '1 second' AS t) x;
 
--- Listings: rows 1..listings are active; one more in ten is paused or a draft.
+-- Listings: `listings` active ones and, spread among them (every 11th row), one
+-- paused or draft listing for every ten active ones.
 -- Created about every 2 minutes over 2025-2026, each by a pseudo-random provider.
 CREATE TEMP TABLE bench_listings ON COMMIT DROP AS
 SELECT n,
@@ -83,8 +84,8 @@ SELECT n,
        t,
        pg_temp.bench_word(n, 't1') AS w1, pg_temp.bench_word(n, 't2') AS w2,
        pg_temp.bench_word(n, 't3') AS w3, pg_temp.bench_word(n, 't4') AS w4,
-       CASE WHEN n <= :listings THEN 'active' WHEN n % 2 = 0 THEN 'paused' ELSE 'draft' END AS status
-FROM generate_series(1, :listings + :listings / 10) n,
+       CASE WHEN n % 11 <> 0 THEN 'active' WHEN n % 22 = 0 THEN 'paused' ELSE 'draft' END AS status
+FROM generate_series(1, :listings / 10 * 11) n,
      LATERAL (SELECT timestamptz '2025-02-01 00:00:00+00' + n * interval '2 minutes' AS t,
                      1 + pg_temp.bench_rand(n, 'provider') % :providers AS p) x;
 
@@ -116,7 +117,7 @@ UNION
 SELECT id, w4 FROM bench_listings;
 
 -- Orders and reviews: review r is by buyer (r mod buyers) of the provider of
--- active listing (r mod listings), about a settled order.
+-- listing (r mod the number of listings), about a settled order.
 CREATE TEMP TABLE bench_reviews ON COMMIT DROP AS
 SELECT r,
        pg_temp.bench_uuid(rt, 3, r) AS order_id,
@@ -126,7 +127,7 @@ SELECT r,
        l.provider_id, l.id AS listing_id, rt AS t,
        1000 + pg_temp.bench_rand(r, 'value') % 1000000 AS value
 FROM generate_series(1, :reviews) r
-JOIN bench_listings l ON l.n = 1 + r % :listings,
+JOIN bench_listings l ON l.n = 1 + (r % (:listings / 10 * 11)),
      LATERAL (SELECT timestamptz '2025-03-01 00:00:00+00' + r * interval '1 minute' AS rt) x;
 
 INSERT INTO orders (id, buyer_id, provider_id, listing_id, arbitrator_id, chain, asset, amount_due, status, terms,
