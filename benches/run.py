@@ -478,7 +478,7 @@ def main():
             else:
                 log("PostGraphile not installed (benches/setup.sh): measuring Agora and pgbench only")
         have_pgbench = shutil.which("pgbench") is not None and not args.no_pgbench
-        have_wrk = shutil.which("wrk") is not None
+        have_wrk = shutil.which("wrk") is not None and os.environ.get("BENCH_NO_WRK") != "1"
         if not have_wrk:
             if not args.smoke:
                 raise SystemExit("bench: wrk is not installed (run benches/setup.sh)")
