@@ -63,6 +63,8 @@ impl Application {
             xrpl,
             xrpl_settings: settings.xrpl.clone(),
             tips: Default::default(),
+            // Enough for every operation of a client or two; see `graphql::documents`.
+            documents: crate::graphql::documents::DocumentCache::new(512),
             order_updates: tokio::sync::broadcast::channel(1024).0,
             order_settings: settings.orders.clone(),
             notifications: crate::notifications::Notifications::from_settings(&settings)?,

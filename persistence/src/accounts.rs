@@ -393,6 +393,49 @@ pub async fn delete_escrow_key<C: ConnectionTrait>(
 }
 
 /// Whether a login session was ended (logout, or reuse of a rotated token).
+/// The roles of `user_id` if that user exists and session `family_id` has not
+/// been revoked; `None` otherwise. One statement: an authenticated request
+/// learns who is calling in a single round trip, and a logout or a role change
+/// is seen by the very next request on every replica.
+pub async fn session_roles<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    family_id: Uuid,
+) -> Result<Option<Roles>, StoreError> {
+    use sea_orm::sea_query::{Expr, ExprTrait, Query};
+    let revoked = Query::select()
+        .expr(Expr::val(1))
+        .from(refresh_tokens::Entity)
+        .and_where(Expr::col((refresh_tokens::Entity, refresh_tokens::Column::FamilyId)).eq(family_id))
+        .and_where(Expr::col((refresh_tokens::Entity, refresh_tokens::Column::RevokedAt)).is_not_null())
+        .to_owned();
+    // One row per role (a single row with a NULL role for a user without any),
+    // no row when the user is gone or the session revoked.
+    let query = Query::select()
+        .column((user_roles::Entity, user_roles::Column::Role))
+        .from(users::Entity)
+        .left_join(
+            user_roles::Entity,
+            Expr::col((user_roles::Entity, user_roles::Column::UserId)).equals((users::Entity, users::Column::Id)),
+        )
+        .and_where(Expr::col((users::Entity, users::Column::Id)).eq(user_id))
+        .and_where(Expr::exists(revoked).not())
+        .to_owned();
+    let rows = db.query_all(&query).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut roles = Roles::default();
+    for row in rows {
+        let role: Option<String> = row.try_get("", "role")?;
+        if let Some(code) = role {
+            let role = Role::from_code(&code).ok_or_else(|| StoreError::Corrupt(format!("unknown role {code}")))?;
+            roles.insert(role);
+        }
+    }
+    Ok(Some(roles))
+}
+
 pub async fn is_session_revoked<C: ConnectionTrait>(
     db: &C,
     family_id: Uuid,

@@ -5,12 +5,13 @@ use agora_domain::money::Asset;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, Order,
+    PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select,
 };
 use uuid::Uuid;
 
-use crate::entities::{listing_tags, listings};
+use crate::accounts::ProviderRecord;
+use crate::entities::{listing_tags, listings, providers};
 use crate::StoreError;
 
 /// A stored listing, with its enums parsed and the rest as stored.
@@ -31,6 +32,9 @@ pub struct ListingRecord {
     pub version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The provider's profile, when the query that read the listing joined it
+    /// (`search_listings` and `find_listing` with `with_provider`); `None` otherwise.
+    pub provider: Option<ProviderRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +93,121 @@ impl TryFrom<listings::Model> for ListingRecord {
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            provider: None,
         })
     }
+}
+
+/// The listing columns reads select: every column but `search_text`, which only
+/// the database's filter reads (it repeats title, description and tags).
+const LISTING_COLUMNS: [listings::Column; 18] = [
+    listings::Column::Id,
+    listings::Column::ProviderId,
+    listings::Column::Title,
+    listings::Column::Description,
+    listings::Column::Category,
+    listings::Column::Tags,
+    listings::Column::Region,
+    listings::Column::Asset,
+    listings::Column::PricingKind,
+    listings::Column::Price,
+    listings::Column::MeteredUnit,
+    listings::Column::MinDeposit,
+    listings::Column::DeliveryWindowHours,
+    listings::Column::Status,
+    listings::Column::ProviderRating,
+    listings::Column::Version,
+    listings::Column::CreatedAt,
+    listings::Column::UpdatedAt,
+];
+
+/// The provider columns a joined read selects, with the alias each gets.
+const PROVIDER_COLUMNS: [(providers::Column, &str); 9] = [
+    (providers::Column::UserId, "p_user_id"),
+    (providers::Column::DisplayName, "p_display_name"),
+    (providers::Column::Bio, "p_bio"),
+    (providers::Column::Region, "p_region"),
+    (providers::Column::Languages, "p_languages"),
+    (providers::Column::RatingMilli, "p_rating_milli"),
+    (providers::Column::RatingCount, "p_rating_count"),
+    (providers::Column::CreatedAt, "p_created_at"),
+    (providers::Column::UpdatedAt, "p_updated_at"),
+];
+
+/// A select of listings with `LISTING_COLUMNS`, and with the provider joined in
+/// the same statement when `with_provider` (so a page costs one round trip).
+fn select_listings(with_provider: bool) -> Select<listings::Entity> {
+    let mut query = listings::Entity::find().select_only().columns(LISTING_COLUMNS);
+    if with_provider {
+        // listings.provider_id references providers.user_id; the entities declare no
+        // relations, so the join is spelled out here. LEFT, like the separate load it
+        // replaces: a listing is returned even if its provider row were missing.
+        let relation = listings::Entity::belongs_to(providers::Entity)
+            .from(listings::Column::ProviderId)
+            .to(providers::Column::UserId)
+            .into();
+        query = query.join(JoinType::LeftJoin, relation);
+        for (column, alias) in PROVIDER_COLUMNS {
+            query = query.column_as(column, alias);
+        }
+    }
+    query
+}
+
+fn listing_from_row(row: &QueryResult, with_provider: bool) -> Result<ListingRecord, StoreError> {
+    let model = listings::Model {
+        id: row.try_get("", "id")?,
+        provider_id: row.try_get("", "provider_id")?,
+        title: row.try_get("", "title")?,
+        description: row.try_get("", "description")?,
+        category: row.try_get("", "category")?,
+        tags: row.try_get("", "tags")?,
+        region: row.try_get("", "region")?,
+        asset: row.try_get("", "asset")?,
+        pricing_kind: row.try_get("", "pricing_kind")?,
+        price: row.try_get("", "price")?,
+        metered_unit: row.try_get("", "metered_unit")?,
+        min_deposit: row.try_get("", "min_deposit")?,
+        delivery_window_hours: row.try_get("", "delivery_window_hours")?,
+        status: row.try_get("", "status")?,
+        search_text: String::new(),
+        provider_rating: row.try_get("", "provider_rating")?,
+        version: row.try_get("", "version")?,
+        created_at: row.try_get("", "created_at")?,
+        updated_at: row.try_get("", "updated_at")?,
+    };
+    let mut record = ListingRecord::try_from(model)?;
+    if with_provider {
+        let user_id: Option<Uuid> = row.try_get("", "p_user_id")?;
+        if let Some(user_id) = user_id {
+            let provider = providers::Model {
+                user_id,
+                display_name: row.try_get("", "p_display_name")?,
+                bio: row.try_get("", "p_bio")?,
+                region: row.try_get("", "p_region")?,
+                languages: row.try_get("", "p_languages")?,
+                rating_milli: row.try_get("", "p_rating_milli")?,
+                rating_count: row.try_get("", "p_rating_count")?,
+                created_at: row.try_get("", "p_created_at")?,
+                updated_at: row.try_get("", "p_updated_at")?,
+            };
+            record.provider = Some(ProviderRecord::try_from(provider)?);
+        }
+    }
+    Ok(record)
+}
+
+async fn fetch_listings<C: ConnectionTrait>(
+    db: &C,
+    query: Select<listings::Entity>,
+    with_provider: bool,
+) -> Result<Vec<ListingRecord>, StoreError> {
+    let statement = query.build(db.get_database_backend());
+    db.query_all_raw(statement)
+        .await?
+        .iter()
+        .map(|row| listing_from_row(row, with_provider))
+        .collect()
 }
 
 /// The content columns of a listing, shared by insert and update.
@@ -219,20 +336,25 @@ pub async fn find_listing<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
 ) -> Result<Option<ListingRecord>, StoreError> {
-    listings::Entity::find_by_id(id).one(db).await?.map(TryInto::try_into).transpose()
+    find_listing_with(db, id, false).await
+}
+
+/// One listing, with its provider's profile in the same statement when `with_provider`.
+pub async fn find_listing_with<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    with_provider: bool,
+) -> Result<Option<ListingRecord>, StoreError> {
+    let query = select_listings(with_provider).filter(listings::Column::Id.eq(id)).limit(1);
+    Ok(fetch_listings(db, query, with_provider).await?.pop())
 }
 
 pub async fn find_listings<C: ConnectionTrait>(
     db: &C,
     ids: &[Uuid],
 ) -> Result<Vec<ListingRecord>, StoreError> {
-    listings::Entity::find()
-        .filter(listings::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(TryInto::try_into)
-        .collect()
+    let query = select_listings(false).filter(listings::Column::Id.is_in(ids.iter().copied()));
+    fetch_listings(db, query, false).await
 }
 
 // ---------------------------------------------------------------------------
@@ -370,13 +492,16 @@ fn beyond(order: ListingOrder, pos: Keyset, ascending: bool) -> Condition {
 }
 
 /// Fetches up to `limit` rows of a page, in display order. Callers ask for one
-/// more row than they show to learn whether another page exists.
+/// more row than they show to learn whether another page exists. With
+/// `with_provider`, each record carries its provider's profile, read in the same
+/// statement.
 pub async fn search_listings<C: ConnectionTrait>(
     db: &C,
     filter: &ListingFilter,
     order: ListingOrder,
     window: PageWindow,
     limit: u64,
+    with_provider: bool,
 ) -> Result<Vec<ListingRecord>, StoreError> {
     let (position, scan_ascending) = match window {
         PageWindow::Forward { after } => (after, order.ascending()),
@@ -387,19 +512,12 @@ pub async fn search_listings<C: ConnectionTrait>(
         cond = cond.add(beyond(order, pos, scan_ascending));
     }
     let direction = if scan_ascending { Order::Asc } else { Order::Desc };
-    let mut query = listings::Entity::find().filter(cond);
+    let mut query = select_listings(with_provider).filter(cond);
     if let Some(key) = order.key_column() {
         query = query.order_by(key, direction.clone());
     }
-    let rows = query
-        .order_by(listings::Column::Id, direction)
-        .limit(limit)
-        .all(db)
-        .await?;
-    let mut records = rows
-        .into_iter()
-        .map(TryInto::try_into)
-        .collect::<Result<Vec<ListingRecord>, StoreError>>()?;
+    let query = query.order_by(listings::Column::Id, direction).limit(limit);
+    let mut records = fetch_listings(db, query, with_provider).await?;
     if matches!(window, PageWindow::Backward { .. }) {
         records.reverse();
     }

@@ -30,6 +30,8 @@ pub struct AppState {
     pub hashing: HashingPool,
     /// What `graphql::guard` refuses before validation.
     pub document_limits: super::guard::DocumentLimits,
+    /// Parsed documents that passed `guard`, by query text.
+    pub documents: super::documents::DocumentCache,
     pub subscriptions_per_socket: usize,
     /// Whether `GET /graphql` serves GraphiQL.
     pub graphiql: bool,
@@ -117,13 +119,11 @@ pub async fn optional_viewer(ctx: &Context<'_>) -> ApiResult<Option<Viewer>> {
     let viewer = auth
         .viewer
         .get_or_try_init(|| async {
-            // A token outlives neither its user nor its session (logout revokes it).
-            if accounts::find_user(db, claims.sub).await?.is_none()
-                || accounts::is_session_revoked(db, claims.sid).await?
-            {
+            // A token outlives neither its user nor its session (logout revokes it);
+            // both and the roles are read in one statement, on every request.
+            let Some(roles) = accounts::session_roles(db, claims.sub, claims.sid).await? else {
                 return Ok::<_, ApiError>(None);
-            }
-            let roles = accounts::roles_of(db, claims.sub).await?;
+            };
             Ok(Some(Viewer {
                 user_id: claims.sub,
                 session_id: claims.sid,

@@ -16,6 +16,8 @@ use async_graphql::parser::types::{
 };
 use async_graphql::{Name, Positioned, Request, ServerError, Value};
 
+use super::documents::DocumentCache;
+
 /// Mutations that hash a password: at most one per document.
 const HASHING_FIELDS: [&str; 2] = ["login", "register"];
 
@@ -90,6 +92,26 @@ pub fn check(request: &mut Request, limits: DocumentLimits) -> Result<(), Refusa
         return Ok(());
     };
     check_document(doc, limits)
+}
+
+/// `check`, with the parsed document taken from (and, once it passed, put into)
+/// `cache`: a document sent before is neither parsed nor checked again. The
+/// variables are checked every time.
+pub fn check_cached(request: &mut Request, limits: DocumentLimits, cache: &DocumentCache) -> Result<(), Refusal> {
+    if let Some(doc) = cache.get(&request.query) {
+        for (name, value) in request.variables.iter() {
+            reject_nul_in_value(value, &format!("${name}"))?;
+        }
+        request.set_parsed_query(doc);
+        return Ok(());
+    }
+    check(request, limits)?;
+    let query = std::mem::take(&mut request.query);
+    if let Ok(doc) = request.parsed_query() {
+        cache.insert(&query, doc);
+    }
+    request.query = query;
+    Ok(())
 }
 
 pub fn check_document(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<(), Refusal> {

@@ -214,6 +214,10 @@ impl ListingObject {
     }
 
     async fn provider(&self, ctx: &Context<'_>) -> ApiResult<ProviderObject> {
+        // Pages and `listing(id)` read the provider in the same statement as the listing.
+        if let Some(provider) = &self.0.provider {
+            return Ok(ProviderObject(provider.clone()));
+        }
         ProviderObject::load(ctx, self.0.provider_id)
             .await?
             .ok_or_else(|| ApiError::internal("listing without provider"))
@@ -339,7 +343,9 @@ pub async fn listing_connection(
         let after = after.map(|c| decode_cursor(order, &c, "after")).transpose()?;
         (PageWindow::Forward { after }, first.unwrap_or(DEFAULT_PAGE_SIZE as u64))
     };
-    let mut rows = listings::search_listings(db, &filter, order, window, size + 1).await?;
+    // Join the provider into the page's statement only when the selection asks for it.
+    let with_provider = ctx.look_ahead().field("edges").field("node").field("provider").exists();
+    let mut rows = listings::search_listings(db, &filter, order, window, size + 1, with_provider).await?;
     let more = rows.len() as u64 > size;
     if more {
         // The extra row is the one furthest from the cursor.
@@ -557,6 +563,11 @@ pub async fn load_listing_node(ctx: &Context<'_>, id: Uuid) -> ApiResult<Option<
     let Some(record) = loader.load_one(id).await? else {
         return Ok(None);
     };
+    visible_listing(ctx, record).await
+}
+
+/// The listing if the caller may see it (see `may_see_listing`), else `None`.
+async fn visible_listing(ctx: &Context<'_>, record: ListingRecord) -> ApiResult<Option<ListingObject>> {
     if record.status != ListingStatus::Active {
         let v = optional_viewer(ctx).await?;
         if !may_see_listing(v.as_ref(), &record) {
@@ -573,7 +584,13 @@ pub struct ListingQuery;
 impl ListingQuery {
     async fn listing(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<ListingObject>> {
         let id = expect(NodeType::Listing, &id, "id")?;
-        load_listing_node(ctx, id).await
+        // One statement for the listing and, when selected, its provider, instead of
+        // two batched loads (each waiting for its batch to fill).
+        let with_provider = ctx.look_ahead().field("provider").exists();
+        let Some(record) = listings::find_listing_with(&state(ctx).db, id, with_provider).await? else {
+            return Ok(None);
+        };
+        visible_listing(ctx, record).await
     }
 
     /// Search active listings.

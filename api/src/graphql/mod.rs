@@ -3,6 +3,7 @@
 pub mod account;
 pub mod context;
 pub mod dispute;
+pub mod documents;
 pub mod errors;
 pub mod follow;
 pub mod guard;

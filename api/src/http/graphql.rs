@@ -159,7 +159,7 @@ async fn execute(
     if let Some(client) = state.trusted_proxies.client(req) {
         request = request.data(client);
     }
-    let mut response = match guard::check(&mut request, state.document_limits) {
+    let mut response = match guard::check_cached(&mut request, state.document_limits, &state.documents) {
         Ok(()) => schema.execute(request).await,
         Err(refusal) => Response::from_errors(vec![refusal.into_server_error()]),
     };

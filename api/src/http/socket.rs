@@ -126,7 +126,7 @@ pub struct SocketExecutor {
 
 impl Executor for SocketExecutor {
     async fn execute(&self, mut request: Request) -> Response {
-        if let Err(refusal) = guard::check(&mut request, self.app.document_limits) {
+        if let Err(refusal) = guard::check_cached(&mut request, self.app.document_limits, &self.app.documents) {
             return Response::from_errors(vec![refusal.into_server_error()]);
         }
         let query = request.query.clone();
@@ -137,7 +137,7 @@ impl Executor for SocketExecutor {
     }
 
     fn execute_stream(&self, mut request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, Response> {
-        if let Err(refusal) = guard::check(&mut request, self.app.document_limits) {
+        if let Err(refusal) = guard::check_cached(&mut request, self.app.document_limits, &self.app.documents) {
             return stream::once(async move { Response::from_errors(vec![refusal.into_server_error()]) }).boxed();
         }
         let cap = self.app.subscriptions_per_socket;
