@@ -1038,3 +1038,129 @@ async fn orders_funded_paid_out_and_mailed_survive_kill_9_at_random_moments() {
         by_id.len()
     );
 }
+
+/// XRP orders placed at once whose accounts the child sets up, and which are
+/// funded, released, signed and settled on the local XRP Ledger while the
+/// child is killed at seeded moments: every order settles, each chain-driven
+/// change is applied once, and the provider is paid exactly its shares (no
+/// Payment applied twice, none lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xrp_orders_set_up_and_paid_out_survive_kill_9_at_random_moments() {
+    use agora_tests::xrpl::{BUYER_ADDRESS, BUYER_SEED, PROVIDER_ADDRESS, PROVIDER_SEED};
+    const XRP_ORDERS: usize = 3;
+    const XRP_KILLS: usize = 6;
+    if !agora_tests::xrpl::available() {
+        return;
+    }
+    let host = TestApp::spawn_with_chains(Backend::Postgres).await;
+    let chains = host.chains().clone();
+    chains.xrpl.faucet(BUYER_ADDRESS, 200_000_000).expect("faucet");
+    chains.xrpl.faucet(PROVIDER_ADDRESS, 20_000_000).expect("faucet");
+    chains.xrpl.close_ledger();
+    let p = crate::orders_xrpl::parties(&host).await;
+    let env = ChildEnv::of(&host);
+    let victim = Arc::new(Victim {
+        child: Mutex::new(None),
+        address: Mutex::new(String::new()),
+    });
+    let mut placed = Vec::new();
+    for _ in 0..XRP_ORDERS {
+        placed.push(crate::orders_xrpl::place(&host, &p).await);
+    }
+    let provider_before = chains.xrpl.account(PROVIDER_ADDRESS).expect("provider").balance_drops;
+    victim.replace(env.start_blocking().await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let closer = {
+        let (chains, stop) = (chains.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                chains.xrpl.close_ledger();
+            }
+        })
+    };
+    let mut rng = StdRng::seed_from_u64(KILL_SEED ^ 0x0058_5250);
+    let schedule: Vec<u64> = (0..XRP_KILLS).map(|_| rng.gen_range(200..1_500)).collect();
+    let kills = async {
+        for serving in &schedule {
+            tokio::time::sleep(Duration::from_millis(*serving)).await;
+            victim.kill();
+            victim.replace(env.start_blocking().await);
+        }
+    };
+    // The buyer's account sends one deposit at a time (one Sequence each).
+    let deposits = tokio::sync::Mutex::new(());
+    let settle = |order: Value, after: Duration| {
+        let (host, victim, p, deposits) = (&host, &victim, &p, &deposits);
+        async move {
+            tokio::time::sleep(after).await;
+            let token = &p.buyer.access_token;
+            let start = Instant::now();
+            let escrow = loop {
+                let v = crate::orders_xrpl::view(host, &order, token).await;
+                if v["xrplEscrow"]["setupStatus"] == "READY" {
+                    break v["xrplEscrow"]["account"].as_str().expect("account").to_owned();
+                }
+                bound("the escrow account locked", start, Duration::from_secs(90));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            {
+                let _one = deposits.lock().await;
+                crate::chains_xrpl::pay_deposit(host, &escrow, 25_000_000).await;
+                // Its Sequence is consumed once the next ledger closes.
+                let seq = host.chains().xrpl.account(BUYER_ADDRESS).expect("buyer").sequence;
+                while host.chains().xrpl.account(BUYER_ADDRESS).expect("buyer").sequence == seq {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            wait_for_status(host, &order, token, "FUNDED", Duration::from_secs(90)).await;
+            let action = |name: &str| format!("mutation($i: OrderActionInput!) {{ {name}(input: $i) {{ order {{ id status }} }} }}");
+            let by_id = |o: &Value| json!({ "i": { "orderId": o["id"] } });
+            on_child_until(host, victim, &order, &p.provider.access_token, &action("markDelivered"), by_id, |o| o["status"] != "FUNDED").await;
+            on_child_until(host, victim, &order, token, &action("releaseFunds"), by_id, |o| o["status"] != "DELIVERED").await;
+            let releasing = crate::orders_xrpl::view(host, &order, token).await;
+            let share: u64 = releasing["payout"]["breakdown"]["provider"].as_str().expect("share").parse().expect("drops");
+            let submit = "mutation($i: SubmitPayoutSignatureInput!) { submitPayoutSignature(input: $i) { payout { complete signedBy } } }";
+            for (seed, session, role) in [(BUYER_SEED, &p.buyer, "BUYER"), (PROVIDER_SEED, &p.provider, "PROVIDER")] {
+                let blobs = crate::orders_xrpl::sign_all(&releasing, seed);
+                on_child_until(
+                    host,
+                    victim,
+                    &order,
+                    &session.access_token,
+                    submit,
+                    |o| json!({ "i": { "orderId": o["id"], "signedTransactions": blobs } }),
+                    |o| signed_by(o, role) || o["status"] == "SETTLED",
+                )
+                .await;
+            }
+            let settled = wait_for_status(host, &order, token, "SETTLED", Duration::from_secs(90)).await;
+            (settled, share)
+        }
+    };
+    let orders = futures_util::future::join_all(
+        placed.into_iter().enumerate().map(|(i, o)| settle(o, STAGGER * i as u32)),
+    );
+    let (settled, ()) = tokio::join!(orders, kills);
+    stop.store(true, Ordering::Relaxed);
+    closer.await.expect("the ledger closer ran");
+
+    let db = agora_persistence::db::connect(&host.database_url(), 1).await.expect("connect");
+    let ids: Vec<uuid::Uuid> = settled.iter().map(|(o, _)| order_uuid(o)).collect();
+    let events = agora_persistence::orders::order_events_of_many(&db, &ids).await.expect("order events");
+    for id in &ids {
+        let mine: Vec<_> = events.iter().filter(|e| e.order_id == *id).collect();
+        let history: Vec<String> = mine.iter().map(|e| format!("{} {}→{} by {}", e.event, e.from_status, e.to_status, e.actor)).collect();
+        let transitions = |to: &str| mine.iter().filter(|e| e.to_status == to && e.from_status != to).count();
+        let named = |name: &str| mine.iter().filter(|e| e.event == name).count();
+        assert_eq!(transitions("Funded"), 1, "funded once: {history:#?}");
+        assert_eq!(transitions("Settled"), 1, "settled once: {history:#?}");
+        assert_eq!(named("EscrowAccountCreated"), 1, "the reserve arrived once: {history:#?}");
+        assert_eq!(named("EscrowAccountReady"), 1, "the lock recorded once: {history:#?}");
+        assert_eq!(named("PayoutConfirmed"), 1, "the payout confirmed once: {history:#?}");
+        assert_eq!(named("UnexpectedSpend"), 0, "nothing left the escrow but its payout: {history:#?}");
+    }
+    let provider_after = chains.xrpl.account(PROVIDER_ADDRESS).expect("provider").balance_drops;
+    let shares: u64 = settled.iter().map(|(_, s)| s).sum();
+    assert_eq!(provider_after - provider_before, shares, "the provider is paid each share exactly once");
+}
