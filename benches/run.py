@@ -286,10 +286,25 @@ def run_pgbench(url, sql, conns, duration, tmp):
 # Set-up
 
 
+def schema_digest():
+    import hashlib
+    h = hashlib.sha256()
+    root = os.path.join(HERE, "..", "migrations")
+    for dirpath, _, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            if name.endswith(".rs"):
+                with open(os.path.join(dirpath, name), "rb") as f:
+                    h.update(name.encode() + f.read())
+    with open(os.path.join(HERE, "seed.sql"), "rb") as f:
+        h.update(f.read())
+    return h.hexdigest()[:16]
+
+
 def ensure_database(admin_url, db_url, dbname, size, agora_bin, tmp):
     sizes = SIZES[size]
-    # Bump the version when seed.sql changes, so older seeds are rebuilt.
-    marker = "agora-bench v2 " + json.dumps(sizes, sort_keys=True)
+    # Bump the version when seed.sql changes, so older seeds are rebuilt; the
+    # digest of the migrations and the seed rebuilds it when the schema moves.
+    marker = "agora-bench v2 " + json.dumps(sizes, sort_keys=True) + " " + schema_digest()
     exists = psql(admin_url, f"SELECT 1 FROM pg_database WHERE datname = '{dbname}'") == "1"
     if exists:
         comment = psql(admin_url, f"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{dbname}'")
