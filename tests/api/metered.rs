@@ -713,7 +713,6 @@ mod xrpl_claims {
     //! provider's key alone.
 
     use agora_api::orders::chain::{deliver_xrpl_event, prepare_xrpl_account, XrplChainEvent};
-    use agora_domain::clock::Clock;
     use agora_tests::xrpl::{self, BUYER_ADDRESS, BUYER_PUBLIC_KEY, BUYER_SEED, PROVIDER_ADDRESS, PROVIDER_PUBLIC_KEY, PROVIDER_SEED};
     use agora_tests::{on_both_backends, GqlResponse, Session, TestApp};
     use serde_json::{json, Value};
