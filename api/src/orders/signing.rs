@@ -5,7 +5,9 @@
 //! row in the caller's database transaction, so a signature without its audit
 //! row (or an audit row without its state) can never be committed.
 //! XRPL payouts signed by the arbitrator key pass through the same checks and
-//! audit here as well.
+//! audit here as well, and so does the one signature an escrow account's own
+//! master key makes after its set-up: returning the deposits of an order that
+//! expired before the account was locked.
 
 use agora_domain::escrow::policy::may_sign_stray_refund;
 use agora_domain::escrow::{may_arbitrator_sign, Context, Outcome, PolicyError, SigningRule};
@@ -89,9 +91,9 @@ impl SigningGate {
     /// held, at the account's next Sequence `sequence` (so it competes with
     /// any set-up transaction still in flight: at most one of them applies).
     /// Policy: only an expired order, only while the set-up is not read back
-    /// as locked, only the deposits (at most what the account holds above
-    /// `reserve_drops`), only to the buyer's refund destination. Audited as a
-    /// stray refund of the amount paid.
+    /// as locked, only the deposits (at most `available_drops`, what the
+    /// account holds above its reserve), only to the buyer's refund
+    /// destination. Audited as a stray refund of the amount paid.
     pub async fn sign_unlocked_refund(
         app: &AppState,
         txn: &DatabaseTransaction,
