@@ -333,25 +333,7 @@ async fn a_split_share_below_dust_is_dropped_and_the_payout_stays_valid(app: Tes
     assert_eq!(done["submitPayoutSignature"]["payout"]["complete"], true);
 }
 
-macro_rules! by_backend {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(agora_tests::Backend::Postgres).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(agora_tests::Backend::Sqlite).await
-                }
-            }
-        )+
-    };
-}
-
-by_backend!(
+chain_tests!(
     a_dispute_is_assigned_heard_decided_and_paid_out_on_the_chain,
     an_xrp_dispute_is_decided_and_paid_out_on_the_ledger,
     the_arbitration_fee_never_exceeds_the_escrow_and_dust_shares_are_dropped,

@@ -427,7 +427,9 @@ const ORDERS: usize = 8;
 const STAGGER: Duration = Duration::from_millis(1_200);
 
 /// The entry point of the killed process: serves with the configuration from
-/// the environment until it is killed. Run only by the test below.
+/// the environment until it is killed. Run only by the tests below, which
+/// start this binary again with `--ignored` and the child flag set: ignored,
+/// because on its own (without the flag) it has nothing to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a child process of orders_funded_paid_out_and_mailed_survive_kill_9_at_random_moments"]
 async fn child() {

@@ -272,9 +272,7 @@ async fn update_xrpl_in(
 ) -> ApiResult<Order> {
     let now = app.clock.now();
     let mut order = load(txn, order_id).await?;
-    let EscrowRecord::Xrpl(x) = &mut order.escrow else {
-        return Err(ApiError::internal("an XRPL event for an order on another chain"));
-    };
+    let x = xrpl_mut(&mut order)?;
     change(x)?;
     super::save(txn, &mut order, now).await?;
     agora_persistence::orders::insert_order_event(
@@ -298,6 +296,23 @@ pub async fn deliver_xrpl_event(app: &AppState, order_id: Uuid, event: XrplChain
     let order = apply_xrpl_event(app, &txn, order_id, event).await?;
     txn.commit().await?;
     Ok(order)
+}
+
+fn xrpl_mut(order: &mut Order) -> ApiResult<&mut XrplEscrow> {
+    match &mut order.escrow {
+        EscrowRecord::Xrpl(x) => Ok(x),
+        EscrowRecord::Bitcoin(_) => Err(ApiError::internal("an XRPL event for an order on another chain")),
+    }
+}
+
+/// `drops` seen in the escrow account in validated ledger `ledger_index`
+/// (a validated ledger is final: one confirmation).
+fn xrp_funding_seen(drops: u64, ledger_index: u32) -> ApiResult<EscrowEvent> {
+    Ok(EscrowEvent::FundingSeen {
+        amount: Amount::new(Asset::Xrp, drops).map_err(ApiError::internal)?,
+        confirmations: 1,
+        funding_height: u64::from(ledger_index),
+    })
 }
 
 /// The payout Payment of `x` whose signed hash is `hash`, and its position.
@@ -352,9 +367,7 @@ pub async fn apply_xrpl_event(
         } => {
             let now = app.clock.now();
             let mut order = load(txn, order_id).await?;
-            let EscrowRecord::Xrpl(x) = &mut order.escrow else {
-                return Err(ApiError::internal("an XRPL event for an order on another chain"));
-            };
+            let x = xrpl_mut(&mut order)?;
             if x.setup.status != SetupStatus::Configuring {
                 return Err(ApiError::conflict("WRONG_STATE", "the escrow account's configuration is not signed yet"));
             }
@@ -369,19 +382,12 @@ pub async fn apply_xrpl_event(
                 return Ok(order);
             }
             // What arrived before the lock counts now that it holds.
-            let event = EscrowEvent::FundingSeen {
-                amount: Amount::new(Asset::Xrp, early).map_err(ApiError::internal)?,
-                confirmations: 1,
-                funding_height: u64::from(ledger_index),
-            };
-            transition(app, txn, order, Actor::Chain, &event, now).await
+            transition(app, txn, order, Actor::Chain, &xrp_funding_seen(early, ledger_index)?, now).await
         }
         XrplChainEvent::Funding { deposit_drops, ledger_index } => {
             let now = app.clock.now();
             let mut order = load(txn, order_id).await?;
-            let EscrowRecord::Xrpl(x) = &mut order.escrow else {
-                return Err(ApiError::internal("an XRPL event for an order on another chain"));
-            };
+            let x = xrpl_mut(&mut order)?;
             let before = x.funded_drops;
             x.funded_drops = deposit_drops;
             x.ledger_index = x.ledger_index.max(ledger_index);
@@ -396,13 +402,7 @@ pub async fn apply_xrpl_event(
                 note(txn, &order, "DepositBeforeLock", &detail, now).await?;
                 return Ok(order);
             }
-            let event = EscrowEvent::FundingSeen {
-                amount: Amount::new(Asset::Xrp, deposit_drops).map_err(ApiError::internal)?,
-                // A validated ledger is final.
-                confirmations: 1,
-                funding_height: u64::from(ledger_index),
-            };
-            transition(app, txn, order, Actor::Chain, &event, now).await
+            transition(app, txn, order, Actor::Chain, &xrp_funding_seen(deposit_drops, ledger_index)?, now).await
         }
         XrplChainEvent::DepositRefunded { ledger_index } => {
             update_xrpl_in(app, txn, order_id, "DepositRefunded", |x| {
@@ -415,9 +415,7 @@ pub async fn apply_xrpl_event(
         XrplChainEvent::SequenceConsumed { sequence, ledger_index } => {
             let now = app.clock.now();
             let mut order = load(txn, order_id).await?;
-            let EscrowRecord::Xrpl(x) = &mut order.escrow else {
-                return Err(ApiError::internal("an XRPL event for an order on another chain"));
-            };
+            let x = xrpl_mut(&mut order)?;
             let next = sequence.saturating_add(1);
             if x.next_sequence.is_some_and(|n| n >= next) {
                 return Ok(order);
@@ -430,9 +428,7 @@ pub async fn apply_xrpl_event(
         XrplChainEvent::PayoutValidated { hash, ledger_index } => {
             let now = app.clock.now();
             let mut order = load(txn, order_id).await?;
-            let EscrowRecord::Xrpl(x) = &mut order.escrow else {
-                return Err(ApiError::internal("an XRPL event for an order on another chain"));
-            };
+            let x = xrpl_mut(&mut order)?;
             x.ledger_index = x.ledger_index.max(ledger_index);
             let (payout, position) = payout_position(order_id, x, &hash)?;
             if !payout.validated.contains(&position) {
@@ -454,9 +450,7 @@ pub async fn apply_xrpl_event(
         } => {
             let now = app.clock.now();
             let mut order = load(txn, order_id).await?;
-            let EscrowRecord::Xrpl(x) = &mut order.escrow else {
-                return Err(ApiError::internal("an XRPL event for an order on another chain"));
-            };
+            let x = xrpl_mut(&mut order)?;
             x.ledger_index = x.ledger_index.max(ledger_index);
             let (payout, position) = payout_position(order_id, x, &hash)?;
             if payout.failed_at(position).is_some() || payout.validated.contains(&position) {

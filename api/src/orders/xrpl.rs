@@ -793,8 +793,7 @@ mod tests {
     #[test]
     fn new_sequences_fill_gaps_and_never_reuse_a_consumed_or_held_one() {
         // 10 was consumed; the Payment at 11 is alive until 100, the one at 12 expired at 50.
-        let x = escrow([9, 11, 12], [50, 100, 50]);
-        let mut x = x;
+        let mut x = escrow([9, 11, 12], [50, 100, 50]);
         x.payout.as_mut().unwrap().validated.push(0);
         x.next_sequence = Some(10);
         assert_eq!(x.allocate_sequences(0, 60, 3), vec![10, 12, 13], "11 is held by a Payment that can still apply");
