@@ -200,6 +200,10 @@ pub struct XrplSettings {
     /// validated ledger when it is built plus this many minutes of ledgers,
     /// counted at the fastest close pace (3 s a ledger).
     pub signing_window_minutes: u32,
+    /// Seconds a metered order's payment channel stays open after the escrow
+    /// asks to close it (its `SettleDelay`): the provider's time to redeem
+    /// its latest claim. At least 600.
+    pub channel_settle_delay_secs: u32,
     pub commission_bps: u16,
     pub arbitration_fee_fixed_drops: u64,
     pub arbitration_fee_bps: u16,
@@ -382,6 +386,7 @@ impl Default for Settings {
                 network: "devnet".into(),
                 ledger_window: 20,
                 signing_window_minutes: 60,
+                channel_settle_delay_secs: 3_600,
                 commission_bps: 250,
                 arbitration_fee_fixed_drops: 1_000_000,
                 arbitration_fee_bps: 100,

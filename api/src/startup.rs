@@ -344,7 +344,19 @@ pub fn xrpl_context(settings: &Settings) -> anyhow::Result<XrplContext> {
         network,
         setup_ledger_window: cfg.ledger_window.max(1),
         signing_window_ledgers: signing_window_ledgers(cfg.signing_window_minutes)?,
+        channel_settle_delay_secs: channel_settle_delay(cfg.channel_settle_delay_secs)?,
     })
+}
+
+/// The shortest `SettleDelay` a metered order's channel may have: the
+/// provider's time to redeem its latest claim once the escrow asks to close.
+pub const MIN_CHANNEL_SETTLE_DELAY_SECS: u32 = 600;
+
+fn channel_settle_delay(secs: u32) -> anyhow::Result<u32> {
+    if secs < MIN_CHANNEL_SETTLE_DELAY_SECS {
+        anyhow::bail!("xrpl.channel_settle_delay_secs must be at least {MIN_CHANNEL_SETTLE_DELAY_SECS}");
+    }
+    Ok(secs)
 }
 
 /// The XRP Ledger network the marketplace works on.

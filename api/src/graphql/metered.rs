@@ -126,6 +126,8 @@ pub struct SessionObject {
     pub session: MeteredSession,
     pub deposit: u64,
     pub limit: u64,
+    /// XRPL: the buyer's escrow key, the channel's claim key (hex).
+    pub claim_key: Option<String>,
 }
 
 #[Object(name = "MeteredSession")]
@@ -159,10 +161,25 @@ impl SessionObject {
     async fn latest_claim_txid(&self) -> Option<String> {
         self.session.record.latest_claim_txid.clone()
     }
-    /// The latest claim (base64 PSBT carrying the buyer's signature): the
-    /// provider completes it with its own key.
+    /// Bitcoin: the latest claim (base64 PSBT carrying the buyer's
+    /// signature): the provider completes it with its own key.
     async fn latest_claim_psbt(&self) -> Option<String> {
+        if self.claim_key.is_some() {
+            return None;
+        }
         self.session.record.latest_claim_psbt.clone()
+    }
+    /// XRPL: the buyer's latest channel claim, which the provider can redeem
+    /// alone at any time.
+    async fn latest_channel_claim(&self) -> Option<ChannelClaimGql> {
+        let key = self.claim_key.clone()?;
+        let c = metered::latest_channel_claim(&self.session)?;
+        Some(ChannelClaimGql {
+            channel_id: c.channel.to_hex(),
+            amount: c.drops.into(),
+            signature: c.signature,
+            public_key: key,
+        })
     }
     /// Used share of the deposit, in basis points (rounded down).
     async fn used_bps(&self) -> i32 {
@@ -208,38 +225,50 @@ impl SessionObject {
     }
 }
 
-/// The claim to sign: a payout paying the provider `cumulative` minus the
+/// The claim to sign: the provider is paid `cumulative` minus the
 /// commission, the marketplace the commission, the buyer the rest minus the
-/// network fee. On Bitcoin a PSBT; on XRPL one Payment per recipient
-/// (buyer remainder first), each to multisign.
+/// network fee. On Bitcoin a PSBT; on XRPL one signature over the order's
+/// payment channel and the provider's share (`channel`).
 #[derive(SimpleObject)]
 pub struct ClaimGql {
     pub cumulative: MinorUnits,
     pub provider_amount: MinorUnits,
     pub commission: MinorUnits,
     pub buyer_amount: MinorUnits,
+    /// Bitcoin: the claim's fee. XRPL: the usual fees of the escrow's
+    /// transactions after the claim (the amounts paid follow the ledger).
     pub network_fee: MinorUnits,
     /// Bitcoin: the claim PSBT (base64) to sign.
     pub psbt: Option<String>,
-    /// Bitcoin: the txid. XRPL: the claim's identifier.
+    /// Bitcoin: the txid. XRPL: `channel:amount`.
     pub txid: String,
-    /// XRPL: the Payments to multisign, in order; send one signer blob each.
-    pub xrpl_transactions: Vec<ClaimXrplTransaction>,
+    /// XRPL: the channel claim to sign.
+    pub channel: Option<ChannelClaimToSignGql>,
 }
 
-/// One Payment of an XRPL claim. It expires after `lastLedgerSequence`; a
-/// claim that expired must be signed again.
+/// An XRPL payment-channel claim: sign `message` with your escrow key (as
+/// rippled's `channel_authorize` or xrpl.js `signPaymentChannelClaim` do)
+/// and send the signature with `submitClaim(input: {channelClaim})`. It never
+/// expires; a later claim must be for more.
 #[derive(SimpleObject)]
-pub struct ClaimXrplTransaction {
-    /// PROVIDER, BUYER or MARKETPLACE.
-    pub recipient: String,
+pub struct ChannelClaimToSignGql {
+    /// The payment channel's id (64 hex digits).
+    pub channel_id: String,
+    /// Drops the claim lets the provider redeem in all: its share of `cumulative`.
     pub amount: MinorUnits,
-    pub sequence: i64,
-    pub last_ledger_sequence: i64,
-    /// The transaction as XRPL JSON, for the wallet.
-    pub tx_json: String,
-    /// The unsigned transaction, serialized (hex).
-    pub unsigned_blob: String,
+    /// What to sign (hex): `CLM\0`, the channel id, the amount as 8 bytes.
+    pub message: String,
+}
+
+/// The buyer's latest channel claim, as the provider redeems it (a
+/// `PaymentChannelClaim` from its payout account with this `Balance`,
+/// `Amount`, `Signature` and `PublicKey`).
+#[derive(SimpleObject)]
+pub struct ChannelClaimGql {
+    pub channel_id: String,
+    pub amount: MinorUnits,
+    pub signature: String,
+    pub public_key: String,
 }
 
 fn claim_gql(c: ClaimToSign) -> ClaimGql {
@@ -252,24 +281,23 @@ fn claim_gql(c: ClaimToSign) -> ClaimGql {
         network_fee: b.network_fee.into(),
         psbt: c.psbt,
         txid: c.txid,
-        xrpl_transactions: c
-            .xrpl_transactions
-            .into_iter()
-            .map(|t| ClaimXrplTransaction {
-                recipient: match t.recipient {
-                    agora_escrow::xrpl::Recipient::Provider => "PROVIDER",
-                    agora_escrow::xrpl::Recipient::Buyer => "BUYER",
-                    agora_escrow::xrpl::Recipient::Marketplace => "MARKETPLACE",
-                }
-                .to_owned(),
-                amount: t.amount.into(),
-                sequence: i64::from(t.sequence),
-                last_ledger_sequence: i64::from(t.last_ledger_sequence),
-                tx_json: t.tx_json,
-                unsigned_blob: t.unsigned_blob,
-            })
-            .collect(),
+        channel: c.channel.map(|ch| ChannelClaimToSignGql {
+            channel_id: ch.channel.to_hex(),
+            amount: ch.drops.into(),
+            message: ch.message,
+        }),
     }
+}
+
+/// A signed XRPL channel claim.
+#[derive(InputObject)]
+pub struct ChannelClaimInput {
+    /// The channel id (`nextClaim.channel.channelId`).
+    pub channel: String,
+    /// Drops (`nextClaim.channel.amount`).
+    pub amount: MinorUnits,
+    /// Your escrow key's signature of the claim (hex).
+    pub signature: String,
 }
 
 #[derive(InputObject)]
@@ -277,8 +305,8 @@ pub struct SubmitClaimInput {
     pub order_id: ID,
     /// Bitcoin: the claim PSBT (base64) signed with your escrow key, not finalized.
     pub psbt: Option<String>,
-    /// XRPL: your signer blob for each Payment of the claim, in order.
-    pub signed_transactions: Option<Vec<String>>,
+    /// XRPL: the signed channel claim.
+    pub channel_claim: Option<ChannelClaimInput>,
 }
 
 #[derive(InputObject)]
@@ -292,8 +320,13 @@ pub struct CloseSessionInput {
     /// The buyer's latest claim with your signature added. Without it, the
     /// marketplace key co-signs the latest claim under its signing policy.
     pub psbt: Option<String>,
-    /// XRPL: your signer blob for each Payment of the latest claim, in order
-    /// (completing the buyer's). Without it, the marketplace co-signs as above.
+    /// XRPL: your own `PaymentChannelClaim` (single-signed by your payout
+    /// account) redeeming the buyer's latest claim with `tfClose`; Agora
+    /// submits it and the channel closes at once. Without it the escrow
+    /// closes the channel, delivering the latest claim: the marketplace
+    /// co-signs and you or the buyer add the second signature
+    /// (`signXrplChannel`). The commission and the buyer's rest follow once
+    /// the channel is closed.
     pub signed_transactions: Option<Vec<String>>,
 }
 
@@ -349,10 +382,15 @@ pub struct UsageAlertThresholdsPayload {
 async fn session_object(ctx: &Context<'_>, session: MeteredSession) -> ApiResult<SessionObject> {
     let app = state(ctx);
     let order = crate::orders::load(&app.db, session.record.order_id).await?;
+    let claim_key = match &order.escrow {
+        crate::orders::EscrowRecord::Xrpl(x) => Some(x.buyer.public_key.to_hex()),
+        crate::orders::EscrowRecord::Bitcoin(_) => None,
+    };
     Ok(SessionObject {
         deposit: order.terms.amount_due().minor(),
         limit: metered::claim_limit(app, &order)?,
         session,
+        claim_key,
     })
 }
 
@@ -445,14 +483,18 @@ impl MeteredMutation {
     async fn submit_claim(&self, ctx: &Context<'_>, input: SubmitClaimInput) -> ApiResult<SessionPayload> {
         let v = viewer(ctx).await?;
         let id = order_id(&input.order_id)?;
-        let claim = match (&input.psbt, &input.signed_transactions) {
+        let claim = match (&input.psbt, &input.channel_claim) {
             (Some(psbt), None) => metered::SignedClaim::Psbt(psbt),
-            (None, Some(blobs)) => metered::SignedClaim::Xrpl(blobs),
+            (None, Some(c)) => metered::SignedClaim::Channel {
+                channel: &c.channel,
+                drops: &c.amount.0,
+                signature: &c.signature,
+            },
             _ => {
                 return Err(ApiError::bad_input(
                     "input",
                     "ONE_OF",
-                    "input: give psbt (Bitcoin) or signedTransactions (XRPL), exactly one",
+                    "input: give psbt (Bitcoin) or channelClaim (XRPL), exactly one",
                 ))
             }
         };
@@ -533,16 +575,21 @@ pub async fn follow_session(ctx: &Context<'_>, id: &ID) -> async_graphql::Result
     let (order, _, first) = metered::load_for(&app.db, order_id, v.user_id).await?;
     let deposit = order.terms.amount_due().minor();
     let limit = metered::claim_limit(&app, &order)?;
+    let claim_key = match &order.escrow {
+        crate::orders::EscrowRecord::Xrpl(x) => Some(x.buyer.public_key.to_hex()),
+        crate::orders::EscrowRecord::Bitcoin(_) => None,
+    };
     let version = first.record.version;
     let hints = app.order_updates.subscribe();
     let user = v.user_id;
-    let first = SessionObject { session: first, deposit, limit };
+    let first = SessionObject { session: first, deposit, limit, claim_key: claim_key.clone() };
     Ok(follow_versions(first, version, hints, order_id, move || {
         let app = app.clone();
+        let claim_key = claim_key.clone();
         async move {
             let (_, _, s) = metered::load_for(&app.db, order_id, user).await.ok()?;
             let version = s.record.version;
-            Some((SessionObject { session: s, deposit, limit }, version))
+            Some((SessionObject { session: s, deposit, limit, claim_key }, version))
         }
     }))
 }

@@ -1,6 +1,7 @@
 //! The GraphQL schema: one Query/Mutation object per aggregate, merged here.
 
 pub mod account;
+pub mod channel;
 pub mod context;
 pub mod dispute;
 pub mod documents;
@@ -33,6 +34,7 @@ use self::dispute::{DisputeMutation, DisputeObject, DisputeQuery};
 use self::order::{OrderMutation, OrderObject, OrderQuery};
 use self::loaders::{ArbitratorSignaturesLoader, ListingLoader, OrderEventsLoader, ProviderLoader};
 use self::node::NodeType;
+use self::channel::ChannelMutation;
 use self::metered::{MeteredMutation, MeteredQuery};
 use self::notification::{NotificationMutation, NotificationQuery};
 use self::provider::{ProviderMutation, ProviderObject, ProviderQuery};
@@ -93,7 +95,17 @@ async fn load_node(ctx: &Context<'_>, id: &ID) -> ApiResult<Option<Node>> {
 pub struct Query(NodeQuery, AccountQuery, ProviderQuery, ListingQuery, OrderQuery, DisputeQuery, NotificationQuery, ReputationQuery, MeteredQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountMutation, ProviderMutation, ListingMutation, OrderMutation, DisputeMutation, NotificationMutation, ReputationMutation, MeteredMutation);
+pub struct Mutation(
+    AccountMutation,
+    ProviderMutation,
+    ListingMutation,
+    OrderMutation,
+    DisputeMutation,
+    NotificationMutation,
+    ReputationMutation,
+    MeteredMutation,
+    ChannelMutation,
+);
 
 pub type AgoraSchema = Schema<Query, Mutation, Subscription>;
 

@@ -593,6 +593,8 @@ pub struct XrplEscrowGql {
     pub deposit_drops: MinorUnits,
     pub ledger_index: u32,
     pub next_sequence: Option<u32>,
+    /// Metered orders: the payment channel to the provider.
+    pub channel: Option<super::channel::XrplChannelGql>,
 }
 
 fn signed_tx(t: &Option<agora_escrow::xrpl::SignedTx>) -> Option<XrplSignedTransactionGql> {
@@ -657,6 +659,7 @@ fn xrpl_escrow_gql(x: &XrplEscrow) -> XrplEscrowGql {
             marketplace: dest(&x.payout_to.marketplace),
         },
         deposit_drops: x.funded_drops.into(),
+        channel: x.channel.as_ref().map(|c| super::channel::channel_gql(x, c)),
         ledger_index: x.ledger_index,
         next_sequence: x.next_sequence,
     }

@@ -9,13 +9,13 @@
 //! divides it. The latest valid claim is kept; the provider completes it with
 //! its own key (or asks the marketplace key to, under the signing policy).
 //!
-//! On XRPL a claim is the set of multisigned Payments the escrow's
-//! settlement would make for that split (buyer remainder, provider,
-//! marketplace, on consecutive Sequences, see [`XrplEscrow::claim_plan`]),
-//! each carrying the buyer's signer blob; it is stored as JSON in the claim's
-//! `psbt` column. It stays valid for [`CLAIM_LEDGER_WINDOW`] ledgers.
+//! On XRPL a claim is one signature by the buyer's escrow key over the
+//! order's payment channel and the provider's share of the cumulative amount
+//! (see [`crate::orders::channel`]): it never expires, the ledger only lets
+//! it grow, and the provider can redeem it alone at any time. It is stored as
+//! JSON in the claim's `psbt` column.
 //!
-//! A claim must be exactly the transaction this module builds for its amount
+//! A Bitcoin claim must be exactly the transaction this module builds for its amount
 //! from the escrow's recorded funding, addresses and the configured fee rate;
 //! if the fee rate or the funding changes between a claim and the settlement,
 //! the service refuses to settle it (`PAYOUT_CHANGED`) — the provider can still
@@ -45,11 +45,9 @@ use crate::graphql::errors::{ApiError, ApiResult};
 use crate::notifications::compose::{self, OrderFacts, Recipient};
 use crate::notifications::{self, NewNotification};
 use crate::orders::bitcoin::BtcEscrow;
-use crate::orders::xrpl::{multisig_error, XrplEscrow, CLAIM_LEDGER_WINDOW};
-use agora_escrow::xrpl::{
-    last_ledger_sequence_of, multisig_fee_drops, DecodedTx, PayoutPlan as XrplPlan, PayoutTxSpec, Recipient as PayoutRecipient,
-    SignatureCollector,
-};
+use crate::orders::channel::{channel_capacity, ChannelStatus, ProviderClose, XrplChannel};
+use crate::orders::xrpl::XrplEscrow;
+use agora_escrow::xrpl::{multisig_fee_drops, verify_claim, ChannelId, DecodedTx, TxAuthorization, TF_CLOSE};
 use serde::{Deserialize, Serialize};
 use crate::orders::{self, EscrowRecord, Order};
 
@@ -279,15 +277,15 @@ fn btc(order: &Order) -> ApiResult<&BtcEscrow> {
 }
 
 /// The most the provider can be paid from the deposit: the deposit minus the
-/// network fee of a full (three-output, or on XRPL three-Payment) payout.
+/// network fee of a full three-output payout (Bitcoin), or what the payment
+/// channel holds (XRPL).
 pub fn claim_limit(app: &AppState, order: &Order) -> ApiResult<u64> {
     let deposit = order.terms.amount_due().minor();
     let b = match &order.escrow {
         EscrowRecord::Bitcoin(b) => b,
-        EscrowRecord::Xrpl(_) => {
-            let fee = multisig_fee_drops(app.xrpl.base_fee_drops).map_err(ApiError::internal)?;
-            return Ok(deposit.saturating_sub(fee.saturating_mul(3)));
-        }
+        // What the channel can stream (its commission is paid from what it
+        // leaves in the escrow, so a claim's gross fits in it too).
+        EscrowRecord::Xrpl(_) => return channel_capacity(&app.xrpl, deposit),
     };
     let max_fee = Cell::new(0u64);
     // Only the fees the builder asks about matter; the largest is the first,
@@ -332,20 +330,19 @@ pub struct ClaimToSign {
     pub breakdown: PayoutBreakdown,
     /// Bitcoin: the claim PSBT.
     pub psbt: Option<String>,
-    /// Bitcoin: the txid; XRPL: the claim's identifier ([`xrpl_claim_id`]).
+    /// Bitcoin: the txid; XRPL: the claim's identifier (`channel:drops`).
     pub txid: String,
-    /// XRPL: the Payments to sign, in order.
-    pub xrpl_transactions: Vec<ClaimTx>,
+    /// XRPL: the channel claim to sign.
+    pub channel: Option<ChannelClaimToSign>,
 }
 
-/// One XRPL Payment of a claim, for the buyer's wallet.
-pub struct ClaimTx {
-    pub recipient: PayoutRecipient,
-    pub amount: u64,
-    pub sequence: u32,
-    pub last_ledger_sequence: u32,
-    pub tx_json: String,
-    pub unsigned_blob: String,
+/// An XRPL channel claim for the buyer's wallet: sign `message` (rippled's
+/// `CLM\0 || channel || drops`) with the escrow key.
+pub struct ChannelClaimToSign {
+    pub channel: ChannelId,
+    /// What the claim lets the provider redeem: its share of `cumulative`.
+    pub drops: u64,
+    pub message: String,
 }
 
 fn claim_to_sign(cumulative: u64, built: &PayoutPlan) -> ClaimToSign {
@@ -354,54 +351,48 @@ fn claim_to_sign(cumulative: u64, built: &PayoutPlan) -> ClaimToSign {
         breakdown: built.breakdown,
         psbt: Some(BASE64.encode(built.psbt.serialize())),
         txid: built.expected.unsigned_tx().compute_txid().to_string(),
-        xrpl_transactions: Vec::new(),
+        channel: None,
     }
 }
 
-fn xrpl_claim_to_sign(cumulative: u64, built: &XrplPlan) -> ClaimToSign {
-    let specs: Vec<PayoutTxSpec> = built.transactions.iter().map(|t| t.spec().clone()).collect();
-    ClaimToSign {
-        cumulative,
-        breakdown: built.breakdown,
-        psbt: None,
-        txid: xrpl_claim_id(built),
-        xrpl_transactions: built
-            .transactions
-            .iter()
-            .zip(specs)
-            .map(|(t, spec)| ClaimTx {
-                recipient: spec.recipient,
-                amount: spec.amount_drops,
-                sequence: spec.sequence,
-                last_ledger_sequence: spec.last_ledger_sequence,
-                tx_json: t.to_json().to_string(),
-                unsigned_blob: t.unsigned_blob(),
-            })
-            .collect(),
+/// An accepted XRPL channel claim as stored (in the claim's `psbt` column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelClaim {
+    pub channel: ChannelId,
+    pub drops: u64,
+    /// Hex, upper case.
+    pub signature: String,
+}
+
+impl ChannelClaim {
+    fn id(&self) -> String {
+        format!("{}:{}", self.channel, self.drops)
     }
 }
 
-/// An accepted XRPL claim as stored (in the claim's `psbt` column).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct XrplClaim {
-    transactions: Vec<PayoutTxSpec>,
-    /// The buyer's signer blob for each Payment, in order.
-    buyer_blobs: Vec<String>,
+/// The buyer's latest channel claim on an XRPL order, if any.
+pub fn latest_channel_claim(s: &MeteredSession) -> Option<ChannelClaim> {
+    serde_json::from_str(s.record.latest_claim_psbt.as_deref()?).ok()
 }
 
-/// An XRPL claim's identifier: the SHA-256 of its unsigned Payments, in order.
-fn xrpl_claim_id(built: &XrplPlan) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for t in &built.transactions {
-        h.update(t.unsigned_blob().as_bytes());
+fn open_channel(x: &XrplEscrow) -> ApiResult<&XrplChannel> {
+    match &x.channel {
+        Some(ch) if ch.status == ChannelStatus::Open => Ok(ch),
+        _ => Err(ApiError::conflict(
+            "CHANNEL_NOT_OPEN",
+            "the order's payment channel is not open on the ledger (see order.xrplChannel)",
+        )),
     }
-    hex::encode_upper(h.finalize())
 }
 
-/// The latest validated ledger known for this escrow.
-fn current_ledger(app: &AppState, x: &XrplEscrow) -> u32 {
-    x.ledger_index.max(u32::try_from(app.tips.xrpl()).unwrap_or(u32::MAX))
+/// The split of an XRPL claim of `cumulative`: the channel pays the
+/// provider's share; the commission and the buyer's rest come from what it
+/// leaves (the network fee shown is the usual one: the create, the escrow's
+/// two closes and two Payments).
+fn xrpl_breakdown(app: &AppState, order: &Order, cumulative: u64) -> ApiResult<PayoutBreakdown> {
+    let fee = multisig_fee_drops(app.xrpl.base_fee_drops).map_err(ApiError::internal)?.saturating_mul(5);
+    claim_split(order.terms.amount_due().minor(), cumulative, fee, order.terms.fees().commission_bps)
+        .map_err(|e| ApiError::conflict("CLAIM_UNBUILDABLE", format!("the claim cannot be built: {e}")))
 }
 
 /// Records usage by the provider; returns the charge and the thresholds that fired.
@@ -541,10 +532,16 @@ pub async fn next_claim(app: &AppState, user_id: Uuid, order_id: Uuid) -> ApiRes
         other => claim_error(other),
     })?;
     if let EscrowRecord::Xrpl(x) = &order.escrow {
-        let lls = current_ledger(app, x).saturating_add(CLAIM_LEDGER_WINDOW);
-        let commission = order.terms.fees().commission_bps;
-        let built = x.claim_plan(&app.xrpl, x.funded_drops, cumulative, commission, lls)?;
-        return Ok(xrpl_claim_to_sign(cumulative, &built));
+        let ch = open_channel(x)?;
+        let breakdown = xrpl_breakdown(app, &order, cumulative)?;
+        let claim = ChannelClaim { channel: ch.id, drops: breakdown.provider, signature: String::new() };
+        return Ok(ClaimToSign {
+            cumulative,
+            breakdown,
+            psbt: None,
+            txid: claim.id(),
+            channel: Some(ChannelClaimToSign { channel: ch.id, drops: breakdown.provider, message: ch.claim_message(breakdown.provider) }),
+        });
     }
     let built = build_claim(app, &order, cumulative)?;
     Ok(claim_to_sign(cumulative, &built))
@@ -612,15 +609,17 @@ pub async fn submit_claim(
     require_open(&order)?;
     let (cumulative, txid, stored) = match (claim, &order.escrow) {
         (SignedClaim::Psbt(psbt_b64), EscrowRecord::Bitcoin(_)) => btc_claim(app, &order, &s, psbt_b64)?,
-        (SignedClaim::Xrpl(blobs), EscrowRecord::Xrpl(x)) => xrpl_claim(app, &order, x, &s, blobs)?,
+        (SignedClaim::Channel { channel, drops, signature }, EscrowRecord::Xrpl(x)) => {
+            xrpl_claim(app, &order, x, &s, channel, drops, signature)?
+        }
         (SignedClaim::Psbt(_), EscrowRecord::Xrpl(_)) => {
             return Err(ApiError::bad_input(
-                "input.signedTransactions",
+                "input.psbt",
                 "WRONG_CHAIN",
-                "input.signedTransactions: an XRPL claim is the buyer's signer blob for each Payment",
+                "input.psbt: an XRPL claim is a channel claim (input.channelClaim)",
             ))
         }
-        (SignedClaim::Xrpl(_), EscrowRecord::Bitcoin(_)) => {
+        (SignedClaim::Channel { .. }, EscrowRecord::Bitcoin(_)) => {
             return Err(ApiError::bad_input("input.psbt", "WRONG_CHAIN", "input.psbt: a Bitcoin claim is a signed PSBT"))
         }
     };
@@ -656,105 +655,71 @@ pub async fn submit_claim(
 pub enum SignedClaim<'a> {
     /// Bitcoin: the claim PSBT (base64) with the buyer's signature.
     Psbt(&'a str),
-    /// XRPL: the buyer's signer blob for each Payment of the claim, in order.
-    Xrpl(&'a [String]),
+    /// XRPL: the buyer's claim on the order's channel: `drops` (what the
+    /// provider may redeem, cumulative) and the signature (hex).
+    Channel { channel: &'a str, drops: &'a str, signature: &'a str },
 }
 
-fn blob_error(index: usize, detail: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_input(
-        "input.signedTransactions",
-        "TRANSACTION_MISMATCH",
-        format!("input.signedTransactions[{index}]: not the expected claim ({detail})"),
-    )
-}
-
-/// Checks an XRPL claim: the amount is read from the provider's Payment, then
-/// every blob must be exactly the claim's Payment at its position, signed by
-/// the buyer and no one else. Returns (cumulative, claim id, stored JSON).
+/// Checks an XRPL channel claim: it is on the order's open channel, for a
+/// provider share that some cumulative amount the usage covers gives, above
+/// the latest claim, within the channel, and signed by the buyer's escrow key
+/// as rippled checks claims. Returns (cumulative, claim id, stored JSON).
 fn xrpl_claim(
     app: &AppState,
     order: &Order,
     x: &XrplEscrow,
     s: &MeteredSession,
-    blobs: &[String],
+    channel: &str,
+    drops: &str,
+    signature: &str,
 ) -> ApiResult<(u64, String, String)> {
-    let field = "input.signedTransactions";
-    let decoded = blobs
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            DecodedTx::from_hex(b.trim()).map_err(|e| {
-                ApiError::bad_input(field, "MALFORMED_BLOB", format!("{field}[{i}]: not a valid transaction ({e})"))
-            })
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
-    let provider = x.payout_to.provider.address.as_str();
-    let net = decoded
-        .iter()
-        .find(|d| d.json()["Destination"].as_str() == Some(provider))
-        .and_then(|d| d.json()["Amount"].as_str().and_then(|a| a.parse::<u64>().ok()))
-        .ok_or_else(|| blob_error(0, "no Payment pays the provider's address"))?;
-    let lls = blobs
-        .first()
-        .and_then(|b| last_ledger_sequence_of(b.trim()))
-        .ok_or_else(|| blob_error(0, "no LastLedgerSequence"))?;
-    let current = current_ledger(app, x);
-    if lls <= current {
-        return Err(ApiError::conflict(
-            "CLAIM_EXPIRED",
-            "the claim's LastLedgerSequence has passed; sign the current nextClaim",
+    let ch = open_channel(x)?;
+    let given = ChannelId::parse(channel)
+        .map_err(|_| ApiError::bad_input("input.channelClaim.channel", "MALFORMED_CHANNEL", "input.channelClaim.channel: 64 hex digits"))?;
+    if given != ch.id {
+        return Err(ApiError::bad_input(
+            "input.channelClaim.channel",
+            "CHANNEL_MISMATCH",
+            format!("input.channelClaim.channel: this order's channel is {}", ch.id),
         ));
     }
-    if lls > current.saturating_add(CLAIM_LEDGER_WINDOW) {
-        return Err(blob_error(0, "its LastLedgerSequence is further ahead than a claim's window"));
+    let net = drops.trim().parse::<u64>().ok().filter(|d| *d > 0).ok_or_else(|| {
+        ApiError::bad_input("input.channelClaim.amount", "INVALID_FORMAT", "input.channelClaim.amount: a positive integer of drops")
+    })?;
+    let signature_bytes = hex::decode(signature.trim())
+        .map_err(|_| ApiError::bad_input("input.channelClaim.signature", "MALFORMED_SIGNATURE", "input.channelClaim.signature: not hex"))?;
+    if net > ch.amount_drops {
+        return Err(ApiError::bad_input(
+            "input.channelClaim.amount",
+            "CLAIM_ABOVE_DEPOSIT",
+            format!("input.channelClaim.amount: the channel holds {} drops", ch.amount_drops),
+        ));
+    }
+    if !verify_claim(&x.buyer.public_key, &ch.id, net, &signature_bytes) {
+        return Err(ApiError::bad_input(
+            "input.channelClaim.signature",
+            "INVALID_SIGNATURE",
+            "input.channelClaim.signature: not the buyer's escrow key's signature of this claim",
+        ));
     }
     let limit = claim_limit(app, order)?;
-    let commission = order.terms.fees().commission_bps;
-    let amounts: Vec<Option<u64>> = decoded
-        .iter()
-        .map(|d| d.json()["Amount"].as_str().and_then(|a| a.parse::<u64>().ok()))
-        .collect();
     let mut refusal: Option<ApiError> = None;
-    let mut found: Option<(u64, XrplPlan)> = None;
+    let mut found = None;
     for candidate in gross_candidates(order, net)? {
-        if let Err(e) = s.session.check_claim(candidate, limit) {
-            refusal.get_or_insert(claim_error(e));
-            continue;
-        }
-        let built = x.claim_plan(&app.xrpl, x.funded_drops, candidate, commission, lls)?;
-        let expected: Vec<Option<u64>> = built.transactions.iter().map(|t| Some(t.amount_drops())).collect();
-        if expected == amounts {
-            found = Some((candidate, built));
-            break;
-        }
-    }
-    let Some((cumulative, built)) = found else {
-        return Err(refusal.unwrap_or_else(|| {
-            ApiError::bad_input(
-                field,
-                "TRANSACTION_MISMATCH",
-                format!("{field}: not the claim for this amount (its Payments, amounts or order differ; see nextClaim)"),
-            )
-        }));
-    };
-    let signers = x.signers()?;
-    for (i, (tx, blob)) in built.transactions.iter().zip(blobs).enumerate() {
-        let mut collector = SignatureCollector::new(tx.clone(), signers.clone());
-        let added = collector.add_signer_blob(blob.trim()).map_err(|e| multisig_error(i, e))?;
-        if added != [x.buyer.address.clone()] {
-            return Err(ApiError::bad_input(
-                field,
-                "UNEXPECTED_SIGNER",
-                format!("{field}[{i}]: a claim carries exactly the buyer's signature, and no other"),
-            ));
+        match s.session.check_claim(candidate, limit) {
+            Ok(()) => {
+                found = Some(candidate);
+                break;
+            }
+            Err(e) => {
+                refusal.get_or_insert(claim_error(e));
+            }
         }
     }
-    let stored = XrplClaim {
-        transactions: built.transactions.iter().map(|t| t.spec().clone()).collect(),
-        buyer_blobs: blobs.iter().map(|b| b.trim().to_owned()).collect(),
-    };
-    let stored = serde_json::to_string(&stored).map_err(ApiError::internal)?;
-    Ok((cumulative, xrpl_claim_id(&built), stored))
+    let cumulative = found.ok_or_else(|| refusal.unwrap_or_else(|| mismatch("no cumulative amount gives this provider share")))?;
+    let claim = ChannelClaim { channel: ch.id, drops: net, signature: hex::encode_upper(&signature_bytes) };
+    let stored = serde_json::to_string(&claim).map_err(ApiError::internal)?;
+    Ok((cumulative, claim.id(), stored))
 }
 
 /// Checks a Bitcoin claim PSBT. Returns (cumulative, txid, stored PSBT).
@@ -852,7 +817,11 @@ pub async fn close_session(
     // blobs for a Bitcoin one) is refused, never silently ignored.
     match (&order.escrow, provider_psbt, provider_blobs) {
         (EscrowRecord::Xrpl(_), Some(_), _) => {
-            return Err(ApiError::bad_input("input.psbt", "WRONG_CHAIN", "input.psbt: an XRPL session is closed with signedTransactions"))
+            return Err(ApiError::bad_input(
+                "input.psbt",
+                "WRONG_CHAIN",
+                "input.psbt: an XRPL session is closed with your PaymentChannelClaim (signedTransactions), or by the escrow without one",
+            ))
         }
         (EscrowRecord::Bitcoin(_), _, Some(_)) => {
             return Err(ApiError::bad_input(
@@ -894,7 +863,8 @@ async fn settle_latest(
     let claim_psbt = claim_psbt.to_owned();
     let claim_txid = claim_txid.to_owned();
     if matches!(order.escrow, EscrowRecord::Xrpl(_)) {
-        return close_xrpl(app, txn, order, s, &claim_psbt, provider_blobs, actor, now).await;
+        let claim: ChannelClaim = serde_json::from_str(&claim_psbt).map_err(ApiError::internal)?;
+        return close_xrpl(app, txn, order, s, &claim, provider_blobs, actor, now).await;
     }
     if let Some(p) = provider_psbt {
         let txid = decode_psbt(p)?.unsigned_tx.compute_txid().to_string();
@@ -940,65 +910,117 @@ async fn settle_latest(
     Ok(order)
 }
 
-/// XRPL: settles with the latest claim's Payments, completed by the
-/// provider's signer blobs (or the marketplace's under `LatestClaim`). The
-/// verified final blobs go into the escrow's payout; the watcher submits them.
+/// XRPL: settles the latest claim on the order's payment channel. With
+/// `provider_blobs`, the provider's own `PaymentChannelClaim` redeeming the
+/// latest claim with `tfClose` (it closes the channel at once; the watcher
+/// submits it); without, the escrow closes the channel delivering the latest
+/// claim (see [`crate::orders::channel`]). Either way the marketplace
+/// co-signs what follows under the latest-claim rule, and the commission and
+/// the buyer's rest are paid once the channel is closed.
+#[allow(clippy::too_many_arguments)]
 async fn close_xrpl(
     app: &AppState,
     txn: &DatabaseTransaction,
     mut order: Order,
     s: &mut MeteredSession,
-    stored: &str,
+    claim: &ChannelClaim,
     provider_blobs: Option<&[String]>,
     actor: Actor,
     now: DateTime<Utc>,
 ) -> ApiResult<Order> {
-    let claim: XrplClaim = serde_json::from_str(stored).map_err(ApiError::internal)?;
-    let lls = claim
-        .transactions
-        .first()
-        .map(|t| t.last_ledger_sequence)
-        .ok_or_else(|| ApiError::internal("an XRPL claim without transactions"))?;
     let EscrowRecord::Xrpl(x) = &mut order.escrow else {
         return Err(ApiError::internal("claim on a non-XRPL escrow"));
     };
-    if current_ledger(app, x) >= lls {
-        return Err(ApiError::conflict(
-            "CLAIM_EXPIRED",
-            "the latest claim's LastLedgerSequence has passed, so it can never be validated; ask the buyer to sign a new claim",
-        ));
+    let ch = open_channel(x)?;
+    if ch.id != claim.channel {
+        return Err(ApiError::internal("the latest claim is on another channel"));
     }
-    x.claim_last_ledger_sequence = Some(lls);
+    if let Some(blobs) = provider_blobs {
+        let close = provider_close(x, ch, claim, blobs)?;
+        if let Some(ch) = x.channel.as_mut() {
+            ch.provider_close = Some(close);
+        }
+    }
     let claimed = Amount::new(order.terms.asset(), s.session.latest_claim).map_err(ApiError::internal)?;
     let event = EscrowEvent::SettleClaim {
         claimed,
         latest_claim: claimed,
-        service_cosigns: provider_blobs.is_none(),
+        service_cosigns: true,
     };
-    let mut order = orders::transition(app, txn, order, actor, &event, now).await?;
-    let EscrowRecord::Xrpl(x) = &mut order.escrow else {
-        return Err(ApiError::internal("claim on a non-XRPL escrow"));
-    };
-    if x.payout.as_ref().map(|p| &p.transactions) != Some(&claim.transactions) {
-        return Err(ApiError::conflict(
-            "PAYOUT_CHANGED",
-            "the escrow changed since the claim was signed (funding or fee); complete the claim yourself or ask the buyer for a new one",
-        ));
-    }
-    x.import_signatures(&claim.buyer_blobs)?;
-    if let Some(blobs) = provider_blobs {
-        x.import_signatures(blobs)?;
-    }
-    if !order.escrow.payout_complete() {
-        return Err(ApiError::bad_input(
-            "input.signedTransactions",
-            "MISSING_SIGNATURE",
-            "input.signedTransactions: your signature is missing on some Payment of the latest claim",
-        ));
-    }
-    orders::save_and_hint(app, txn, &mut order, now).await?;
+    let order = orders::transition(app, txn, order, actor, &event, now).await?;
     s.session.closed = true;
     save_session(app, txn, s, now).await?;
+    Ok(order)
+}
+
+/// Checks the provider's own claim closing the channel: a single-signed
+/// `PaymentChannelClaim` from its payout account on this channel, redeeming
+/// exactly the buyer's latest claim, with `tfClose`, validly signed by a key
+/// of that account.
+fn provider_close(x: &XrplEscrow, ch: &XrplChannel, claim: &ChannelClaim, blobs: &[String]) -> ApiResult<ProviderClose> {
+    let field = "input.signedTransactions";
+    let refuse = |reason: &'static str, detail: &str| ApiError::bad_input(field, reason, format!("{field}[0]: {detail}"));
+    let [blob] = blobs else {
+        return Err(ApiError::bad_input(
+            field,
+            "WRONG_COUNT",
+            format!("{field}: send exactly one transaction, your PaymentChannelClaim that redeems the latest claim with tfClose"),
+        ));
+    };
+    let tx = DecodedTx::from_hex(blob.trim()).map_err(|e| refuse("MALFORMED_BLOB", &format!("not a valid transaction ({e})")))?;
+    let j = tx.json();
+    let text = |k: &str| j[k].as_str().unwrap_or_default().to_owned();
+    let provider = &x.payout_to.provider.address;
+    if tx.transaction_type() != "PaymentChannelClaim" || tx.account() != provider {
+        return Err(refuse("TRANSACTION_MISMATCH", "not a PaymentChannelClaim from your payout account"));
+    }
+    if !text("Channel").eq_ignore_ascii_case(&ch.id.to_hex()) {
+        return Err(refuse("TRANSACTION_MISMATCH", "not on this order's channel"));
+    }
+    let drops = claim.drops.to_string();
+    if text("Balance") != drops || (!j["Amount"].is_null() && text("Amount") != drops) {
+        return Err(ApiError::conflict("CLAIM_NOT_LATEST", format!("{field}[0]: it does not redeem the buyer's latest claim ({drops} drops)")));
+    }
+    if !text("Signature").eq_ignore_ascii_case(&claim.signature) || !text("PublicKey").eq_ignore_ascii_case(&x.buyer.public_key.to_hex()) {
+        return Err(refuse("TRANSACTION_MISMATCH", "it does not carry the buyer's latest claim signature and key"));
+    }
+    if j["Flags"].as_u64().unwrap_or(0) & u64::from(TF_CLOSE) == 0 {
+        return Err(refuse("TRANSACTION_MISMATCH", "without tfClose it would leave the channel open"));
+    }
+    match tx.verify_signatures() {
+        Ok(TxAuthorization::Single { public_key }) if public_key.address() == *provider => {}
+        Ok(_) => return Err(refuse("UNEXPECTED_SIGNER", "sign it with your payout account's own key")),
+        Err(e) => return Err(refuse("INVALID_SIGNATURE", &e.to_string())),
+    }
+    Ok(ProviderClose {
+        blob: blob.trim().to_uppercase(),
+        hash: tx.hash().to_uppercase(),
+        balance_drops: claim.drops,
+    })
+}
+
+/// The provider closed the channel on the ledger while the session was open
+/// (its own claim with `tfClose`): the session is over, and the buyer's
+/// latest claim is settled as if it had called `closeSession` — the channel
+/// paid it what it redeemed, the rest of its share (if it redeemed an older
+/// claim) comes with the remainder. Without a claim, only the session closes.
+pub async fn settle_closed_channel(app: &AppState, txn: &DatabaseTransaction, mut order: Order, now: DateTime<Utc>) -> ApiResult<Order> {
+    let mut s = load_session(txn, order.id()).await?;
+    if s.record.latest_claim_psbt.is_none() || s.session.latest_claim == 0 {
+        s.session.closed = true;
+        save_session(app, txn, &mut s, now).await?;
+        orders::save_and_hint(app, txn, &mut order, now).await?;
+        return Ok(order);
+    }
+    let claimed = Amount::new(order.terms.asset(), s.session.latest_claim).map_err(ApiError::internal)?;
+    let event = EscrowEvent::SettleClaim {
+        claimed,
+        latest_claim: claimed,
+        service_cosigns: true,
+    };
+    let order = orders::transition(app, txn, order, Actor::Provider, &event, now).await?;
+    s.session.closed = true;
+    save_session(app, txn, &mut s, now).await?;
     Ok(order)
 }
 

@@ -2,7 +2,7 @@
 //! watcher (and, until it exists, tests) call these; they are not part of the
 //! public API.
 
-use agora_domain::escrow::EscrowEvent;
+use agora_domain::escrow::{EscrowEvent, EscrowState};
 use agora_domain::money::{Amount, Asset};
 use bitcoin::{OutPoint, Txid};
 use sea_orm::TransactionTrait;
@@ -12,6 +12,7 @@ use agora_domain::escrow::deposits::{classify, Deposit};
 use agora_domain::escrow::Settled;
 
 use super::bitcoin::{StoredUtxo, StrayDeposit};
+use super::channel::{ChannelStatus, ClosedWith};
 use super::xrpl::{SetupStatus, XrplEscrow};
 use super::{load, transition, EscrowRecord, Order};
 use crate::graphql::context::AppState;
@@ -242,6 +243,29 @@ pub enum XrplChainEvent {
     /// One payout Payment was applied with a `tec` result: its fee is burned
     /// and its share stays in the escrow account.
     PayoutFailed { hash: String, result: String, ledger_index: u32 },
+    /// The channel's create is in a validated ledger with `result`: the
+    /// channel is open (`tesSUCCESS`), or it never will be (a `tec`).
+    ChannelCreateApplied { hash: String, result: String, ledger_index: u32 },
+    /// The create's Sequence went to another transaction: it can never apply.
+    ChannelCreateDead { ledger_index: u32 },
+    /// A `PaymentChannelClaim` on the order's channel is in a validated
+    /// ledger (the escrow's own, or the provider's). `balance_drops` is its
+    /// `Balance` when it applied with `tesSUCCESS`; `destination_closed`
+    /// when it was the provider's claim with `tfClose` (which closes at once).
+    ChannelClaimApplied {
+        hash: String,
+        result: String,
+        balance_drops: Option<u64>,
+        destination_closed: bool,
+        ledger_index: u32,
+    },
+    /// The channel as the validated ledger shows it (`None`: closed), with
+    /// what the escrow account holds above its reserve.
+    ChannelRead {
+        channel: Option<agora_escrow::source::ChannelInfo>,
+        spendable_drops: u64,
+        ledger_index: u32,
+    },
 }
 
 /// Signs the operating account's Payment that creates the escrow account. The
@@ -472,6 +496,170 @@ pub async fn apply_xrpl_event(
             );
             super::save(txn, &mut order, now).await?;
             note(txn, &order, "PayoutShareRefused", &detail, now).await?;
+            Ok(order)
+        }
+        XrplChainEvent::ChannelCreateApplied { hash, result, ledger_index } => {
+            let now = app.clock.now();
+            let mut order = load(txn, order_id).await?;
+            let x = xrpl_mut(&mut order)?;
+            x.ledger_index = x.ledger_index.max(ledger_index);
+            let ch = channel_mut(x)?;
+            if !ch.create.fin.as_ref().is_some_and(|f| f.hash.eq_ignore_ascii_case(&hash)) || ch.create.applied() {
+                return Ok(order);
+            }
+            ch.create.result = Some(result.clone());
+            let (what, detail) = if result == "tesSUCCESS" {
+                ch.status = ChannelStatus::Open;
+                ("ChannelOpened", format!("payment channel {} of {} drops to the provider opened in ledger {ledger_index}", ch.id, ch.amount_drops))
+            } else {
+                ch.status = ChannelStatus::Abandoned;
+                ("ChannelNotOpened", format!("the ledger refused the channel's create with {result} in ledger {ledger_index}; the deposit stays in the escrow account"))
+            };
+            note(txn, &order, what, &detail, now).await?;
+            after_channel_change(app, txn, order, now).await
+        }
+        XrplChainEvent::ChannelCreateDead { ledger_index } => {
+            let now = app.clock.now();
+            let mut order = load(txn, order_id).await?;
+            let x = xrpl_mut(&mut order)?;
+            x.ledger_index = x.ledger_index.max(ledger_index);
+            let ch = channel_mut(x)?;
+            if ch.status != ChannelStatus::Proposed {
+                return Ok(order);
+            }
+            ch.status = ChannelStatus::Abandoned;
+            note(txn, &order, "ChannelNotOpened", "another transaction took the create's Sequence: the channel will not open", now).await?;
+            after_channel_change(app, txn, order, now).await
+        }
+        XrplChainEvent::ChannelClaimApplied {
+            hash,
+            result,
+            balance_drops,
+            destination_closed,
+            ledger_index,
+        } => {
+            let now = app.clock.now();
+            let mut order = load(txn, order_id).await?;
+            let x = xrpl_mut(&mut order)?;
+            x.ledger_index = x.ledger_index.max(ledger_index);
+            let ch = channel_mut(x)?;
+            let mut close_failed = false;
+            for step in ch.close.iter_mut() {
+                if step.fin.as_ref().is_some_and(|f| f.hash.eq_ignore_ascii_case(&hash)) && !step.applied() {
+                    step.result = Some(result.clone());
+                    close_failed |= result != "tesSUCCESS";
+                }
+            }
+            if let Some(balance) = balance_drops {
+                ch.balance_drops = ch.balance_drops.max(balance);
+            }
+            ch.recheck = true;
+            let closed_by_provider = destination_closed && ch.status == ChannelStatus::Open;
+            if close_failed && !closed_by_provider {
+                // E.g. the provider redeemed more than the close would have
+                // delivered, just before it: close again, from the new balance.
+                ch.close.clear();
+                let detail = format!("the escrow's close of the channel was refused with {result} ({hash}); a new one is built and must be signed again");
+                note(txn, &order, "ChannelCloseRebuilt", &detail, now).await?;
+                return after_channel_change(app, txn, order, now).await;
+            }
+            super::save(txn, &mut order, now).await?;
+            if closed_by_provider {
+                note(txn, &order, "ChannelClosedByProvider", &format!("the provider redeemed its claim and closed the channel ({hash})"), now).await?;
+            }
+            Ok(order)
+        }
+        XrplChainEvent::ChannelRead {
+            channel,
+            spendable_drops,
+            ledger_index,
+        } => {
+            let now = app.clock.now();
+            let mut order = load(txn, order_id).await?;
+            let x = xrpl_mut(&mut order)?;
+            x.ledger_index = x.ledger_index.max(ledger_index);
+            let funded_drops = x.funded_drops;
+            let ch = channel_mut(x)?;
+            ch.recheck = false;
+            match channel {
+                Some(info) => {
+                    ch.balance_drops = ch.balance_drops.max(info.balance_drops);
+                    ch.expiration = info.expiration;
+                    if !ch.close.is_empty() && ch.close.iter().all(|s| s.applied()) {
+                        // Both closing transactions applied and the channel is
+                        // still there (the second came before the expiration):
+                        // close again.
+                        ch.close.clear();
+                        note(txn, &order, "ChannelCloseRebuilt", "the channel is still open after the escrow's closing transactions; new ones are built and must be signed again", now).await?;
+                        return after_channel_change(app, txn, order, now).await;
+                    }
+                    super::save(txn, &mut order, now).await?;
+                    Ok(order)
+                }
+                None if ch.status == ChannelStatus::Open => {
+                    ch.status = ChannelStatus::Closed;
+                    ch.closed_with = Some(ClosedWith { spendable_drops, funded_drops });
+                    let detail = format!(
+                        "the channel is closed: it delivered {} drops to the provider; {spendable_drops} drops are back in the escrow account",
+                        ch.balance_drops
+                    );
+                    note(txn, &order, "ChannelClosed", &detail, now).await?;
+                    after_channel_change(app, txn, order, now).await
+                }
+                None => {
+                    super::save(txn, &mut order, now).await?;
+                    Ok(order)
+                }
+            }
+        }
+    }
+}
+
+fn channel_mut(x: &mut XrplEscrow) -> ApiResult<&mut super::channel::XrplChannel> {
+    x.channel
+        .as_mut()
+        .ok_or_else(|| ApiError::conflict("NO_CHANNEL", "this order has no payment channel"))
+}
+
+/// After the channel opened, closed or was abandoned: a payout that waited
+/// for it is built now (and co-signed if the marketplace signs this payout);
+/// a channel the provider closed while the session was open settles the
+/// buyer's latest claim.
+async fn after_channel_change(
+    app: &AppState,
+    txn: &sea_orm::DatabaseTransaction,
+    mut order: Order,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<Order> {
+    let validated = u32::try_from(app.tips.xrpl()).unwrap_or(u32::MAX);
+    let paying = match &order.state {
+        EscrowState::PayingOut { payout, .. } => Some((payout.plan.clone(), payout.outcome())),
+        _ => None,
+    };
+    let session_open = matches!(order.state, EscrowState::Funded { .. } | EscrowState::Delivered { .. });
+    let closed = xrpl_mut(&mut order)?.channel.as_ref().is_some_and(|c| c.status == ChannelStatus::Closed);
+    match paying {
+        Some((plan, outcome)) => {
+            let x = xrpl_mut(&mut order)?;
+            let cosigns = x.channel.as_ref().is_some_and(|c| c.marketplace_cosigns);
+            x.prepare_payout(&plan, &app.xrpl, validated)?;
+            if cosigns {
+                let ctx = super::system_context(&order, u64::from(validated), now);
+                super::signing::SigningGate::sign_payout(app, txn, &mut order, outcome, &ctx).await?;
+            }
+            let nothing_left = xrpl_mut(&mut order)?.payout.as_ref().is_some_and(|p| p.transactions.is_empty());
+            if nothing_left {
+                // The channel paid everything there was: nothing to send.
+                let event = EscrowEvent::PayoutConfirmed { txid: String::new() };
+                return transition(app, txn, order, Actor::Chain, &event, now).await;
+            }
+            super::save_and_hint(app, txn, &mut order, now).await?;
+            Ok(order)
+        }
+        // The provider closed the channel itself: the session is over.
+        None if session_open && closed => crate::metered::settle_closed_channel(app, txn, order, now).await,
+        _ => {
+            super::save_and_hint(app, txn, &mut order, now).await?;
             Ok(order)
         }
     }

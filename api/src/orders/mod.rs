@@ -6,6 +6,7 @@
 
 pub mod bitcoin;
 pub mod chain;
+pub mod channel;
 pub mod place;
 pub mod refused;
 pub mod scheduler;
@@ -175,6 +176,7 @@ pub(crate) fn rule_name(rule: SigningRule) -> String {
             format!("arbitration_decision:{}", provider_bps.get())
         }
         SigningRule::LatestClaim { claimed } => format!("latest_claim:{claimed}"),
+        SigningRule::ChannelOpen { amount } => format!("channel_open:{amount}"),
     }
 }
 
@@ -267,6 +269,9 @@ pub async fn transition(
             }
         }
     }
+    if propose_channel(app, txn, &mut order, now).await? {
+        notes.push("payment channel to the provider proposed and signed by the marketplace".into());
+    }
     // The fee rate of every later payout of this escrow is fixed when its
     // funding is accepted.
     if let EscrowRecord::Bitcoin(btc) = &mut order.escrow {
@@ -292,6 +297,33 @@ pub async fn transition(
     .await?;
     tracing::info!(order.id = %order.id(), event = event.name(), from, to = order.state.name(), "order transition");
     Ok(order)
+}
+
+/// What the service's own signatures are judged with, outside a transition:
+/// the system acting at `now` on `order` as it is stored.
+pub fn system_context(order: &Order, chain_height: u64, now: DateTime<Utc>) -> Context {
+    Context {
+        now,
+        actor: Actor::System,
+        chain_height,
+        terms: order.terms.escrow_terms(),
+        latest_claim: None,
+    }
+}
+
+/// A funded metered XRPL order opens its payment channel: the create is
+/// built at the escrow's next free Sequence and the marketplace signs it.
+async fn propose_channel(app: &AppState, txn: &DatabaseTransaction, order: &mut Order, now: DateTime<Utc>) -> ApiResult<bool> {
+    let deposit = order.terms.amount_due().minor();
+    let funded = matches!(order.state, EscrowState::Funded { .. }) && order.is_metered();
+    let EscrowRecord::Xrpl(x) = &mut order.escrow else { return Ok(false) };
+    if !funded || x.channel.is_some() {
+        return Ok(false);
+    }
+    let sequence = x.allocate_sequences(0, 0, 1)[0];
+    x.propose_channel(&app.xrpl, deposit, sequence)?;
+    signing::SigningGate::sign_channel_open(app, txn, order, now).await?;
+    Ok(true)
 }
 
 /// The buyer's latest valid claim on a metered order (what every automatic
@@ -347,6 +379,42 @@ async fn save_inner<C: ConnectionTrait>(db: &C, order: &mut Order, now: DateTime
     order.record.escrow_json = escrow_json;
     order.record.updated_at = now;
     Ok(())
+}
+
+/// The buyer or the provider signs the payment channel's transactions that
+/// wait for a signature (the create, or the escrow's closing transactions).
+pub async fn sign_channel(app: &AppState, id: Uuid, user_id: Uuid, blobs: &[String]) -> ApiResult<Order> {
+    let now = app.clock.now();
+    let txn = app.db.begin().await?;
+    let (mut order, actor) = load_for(&txn, id, user_id).await?;
+    let party = agora_domain::escrow::Party::from_actor(actor)
+        .ok_or_else(|| ApiError::forbidden("WRONG_ROLE", "only the buyer and the provider sign the escrow's transactions"))?;
+    let before = order.state.name();
+    let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+        return Err(ApiError::conflict("NO_CHANNEL", "payment channels are for metered XRPL orders"));
+    };
+    let signer = match party {
+        agora_domain::escrow::Party::Buyer => x.buyer.address.clone(),
+        agora_domain::escrow::Party::Provider => x.provider.address.clone(),
+    };
+    x.import_channel_signatures(&signer, blobs)?;
+    let complete = x.channel.as_ref().is_some_and(|c| c.awaiting().is_empty());
+    save_and_hint(app, &txn, &mut order, now).await?;
+    orders::insert_order_event(
+        &txn,
+        &OrderEventRecord {
+            order_id: order.id(),
+            event: "ChannelSignatureSubmitted".into(),
+            actor: actor_name(actor).into(),
+            from_status: before.into(),
+            to_status: order.state.name().into(),
+            detail: if complete { "channel transactions fully signed and verified".into() } else { String::new() },
+            at: now,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(order)
 }
 
 /// What a party signed: a PSBT (Bitcoin) or one signer blob per Payment (XRPL).

@@ -454,7 +454,7 @@ fn xrpl_setup(
         ledger_index: 0,
         funded_drops: 0,
         payout: None,
-        claim_last_ledger_sequence: None,
+        channel: None,
     };
     Ok(ChainSetup {
         chain: "xrpl",

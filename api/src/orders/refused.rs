@@ -6,7 +6,7 @@
 //! the burned fee, goes there in a new Payment on a fresh Sequence, which the
 //! marketplace co-signs where its policy allows and the parties sign again.
 
-use agora_domain::escrow::{Actor, Context, EscrowState, Party};
+use agora_domain::escrow::{EscrowState, Party};
 use agora_escrow::xrpl::{PayoutDestination, Recipient, XrplAddress};
 use agora_persistence::orders::{self as store, OrderEventRecord};
 use sea_orm::TransactionTrait;
@@ -65,13 +65,7 @@ pub async fn set_payout_destination(
     // The marketplace co-signs the new Payment only where its policy allows
     // this payout (an arbitration decision, an automatic outcome, a release);
     // otherwise the two parties sign it.
-    let ctx = Context {
-        now,
-        actor: Actor::System,
-        chain_height: u64::from(validated),
-        terms: order.terms.escrow_terms(),
-        latest_claim: None,
-    };
+    let ctx = super::system_context(&order, u64::from(validated), now);
     let cosigned = SigningGate::sign_payout(app, &txn, &mut order, outcome, &ctx).await.is_ok();
     save_and_hint(app, &txn, &mut order, now).await?;
     let whose = recipient_name(recipient);

@@ -9,7 +9,7 @@
 //! master key makes after its set-up: returning the deposits of an order that
 //! expired before the account was locked.
 
-use agora_domain::escrow::policy::may_sign_stray_refund;
+use agora_domain::escrow::policy::{may_sign_channel_open, may_sign_stray_refund, ChannelOpen};
 use agora_domain::escrow::{may_arbitrator_sign, Context, Outcome, PolicyError, SigningRule};
 use agora_escrow::btc::{KeyStoreError, MarketplaceKeyStore};
 use agora_persistence::orders::{self, ArbitratorSignatureRecord};
@@ -55,6 +55,12 @@ impl SigningGate {
             }
             EscrowRecord::Xrpl(x) => {
                 let ids = x.sign_as_arbitrator(&app.xrpl)?;
+                if ids.is_empty() {
+                    // Nothing to sign yet (a channel still closing, or its
+                    // transactions signed already): the remainder is signed,
+                    // and audited, once it is built.
+                    return Ok(rule);
+                }
                 ("xrpl", x.key_index, x.arbitrator.public_key.to_hex(), ids.join(","))
             }
         };
@@ -130,6 +136,40 @@ impl SigningGate {
         let (key_index, public_key) = (x.key_index, x.public_key.clone());
         let rule = SigningRule::StrayRefund { amount };
         audit(txn, order, "xrpl", key_index, public_key, rule, "refund".into(), hash, now).await?;
+        Ok(rule)
+    }
+}
+
+impl SigningGate {
+    /// Co-signs a funded metered XRPL order's proposed payment channel, if
+    /// it is one the policy allows ([`may_sign_channel_open`]).
+    pub async fn sign_channel_open(app: &AppState, txn: &DatabaseTransaction, order: &mut Order, now: DateTime<Utc>) -> ApiResult<SigningRule> {
+        let funded = matches!(order.state, agora_domain::escrow::EscrowState::Funded { .. });
+        let metered = order.is_metered();
+        let deposit = order.terms.amount_due().minor();
+        let EscrowRecord::Xrpl(x) = &mut order.escrow else {
+            return Err(ApiError::internal("payment channels are XRPL objects"));
+        };
+        let ch = x.channel.as_ref().ok_or_else(|| ApiError::internal("no channel proposed"))?;
+        let spec = &ch.create.spec;
+        let agora_escrow::xrpl::ChannelTxKind::Create { destination, amount_drops, settle_delay, public_key } = &spec.kind else {
+            return Err(ApiError::internal("the channel's first transaction is not a create"));
+        };
+        let facts = ChannelOpen {
+            funded: funded && ch.status == super::channel::ChannelStatus::Proposed && spec.escrow == x.address,
+            metered,
+            to_provider: *destination == x.payout_to.provider,
+            buyer_claim_key: *public_key == x.buyer.public_key,
+            never_expires: true,
+            amount: *amount_drops,
+            deposit: x.funded_drops.min(deposit),
+            settle_delay_secs: *settle_delay,
+            min_settle_delay_secs: crate::startup::MIN_CHANNEL_SETTLE_DELAY_SECS,
+        };
+        let rule = may_sign_channel_open(&facts).map_err(policy_error)?;
+        let ids = x.sign_channel_as_arbitrator(&app.xrpl)?;
+        let (key_index, public_key) = (x.key_index, x.arbitrator.public_key.to_hex());
+        audit(txn, order, "xrpl", key_index, public_key, rule, "channel_open".into(), ids.join(","), now).await?;
         Ok(rule)
     }
 }

@@ -3,8 +3,7 @@
 //! arbitrator) installed and the master key disabled before the buyer funds
 //! it, and payouts as multisigned Payments.
 
-use agora_domain::escrow::payout::{claim_split, PayoutBreakdown};
-use agora_domain::money::BasisPoints;
+use agora_domain::escrow::payout::PayoutBreakdown;
 use agora_domain::escrow::PayoutPlan as DomainPlan;
 use agora_escrow::xrpl::{
     plan_payout_with, sign_escrow_configuration, sign_funding_payment, BuyerCheck, ConfigurationParams,
@@ -15,6 +14,7 @@ use agora_escrow::xrpl::{
 use agora_escrow::source::AccountInfo;
 use serde::{Deserialize, Serialize};
 
+use super::channel::{ChannelStatus, XrplChannel};
 use crate::graphql::errors::ApiError;
 
 /// The marketplace's XRPL configuration, loaded at start-up.
@@ -29,6 +29,9 @@ pub struct XrplContext {
     pub setup_ledger_window: u32,
     /// How many ledgers a payout stays signable (`xrpl.signing_window_minutes`).
     pub signing_window_ledgers: u32,
+    /// The `SettleDelay` of a metered order's payment channel
+    /// (`xrpl.channel_settle_delay_secs`).
+    pub channel_settle_delay_secs: u32,
 }
 
 impl XrplContext {
@@ -83,17 +86,10 @@ pub struct XrplEscrow {
     /// The deposit: the account's balance above its reserve.
     pub funded_drops: u64,
     pub payout: Option<XrplPayout>,
-    /// The `LastLedgerSequence` of the buyer's claim being settled, set just
-    /// before `SettleClaim` so the payout prepared is exactly that claim.
+    /// A metered order's payment channel to the provider (see [`super::channel`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub claim_last_ledger_sequence: Option<u32>,
+    pub channel: Option<XrplChannel>,
 }
-
-/// How many ledgers a metered claim stays valid: 21 600 ledgers, about a day
-/// at ~4 s a ledger, so a claim signed early in a long call can still be
-/// settled at its end. A claim whose `LastLedgerSequence` passed can never be
-/// validated and must be signed again.
-pub const CLAIM_LEDGER_WINDOW: u32 = 21_600;
 
 /// A prepared payout and the signatures collected for each of its Payments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,76 +275,41 @@ impl XrplEscrow {
         info.signer_quorum == Some(check.quorum) && on_ledger == expected
     }
 
-    /// The Payments of a metered claim paying the provider `claimed` (gross)
-    /// out of `funded`, split as [`claim_split`], valid until `last_ledger_sequence`.
-    ///
-    /// Ordered buyer remainder first, then provider, then marketplace, on
-    /// consecutive Sequences from the escrow's next one. Every claim shares
-    /// these Sequences, so at most one claim's Payment per Sequence can ever
-    /// validate; the buyer's remainder goes first, so if a provider mixes
-    /// Payments of different claims, the only Payment that can fail for lack
-    /// of funds is the provider's own.
-    pub fn claim_plan(
-        &self,
-        ctx: &XrplContext,
-        funded: u64,
-        claimed: u64,
-        commission_bps: BasisPoints,
-        last_ledger_sequence: u32,
-    ) -> Result<XrplPlan, ApiError> {
-        let first_sequence = self.next_sequence.ok_or_else(|| {
-            ApiError::conflict("ESCROW_NOT_READY", "the escrow account is not set up on the ledger yet")
-        })?;
-        let mut built = plan_payout_with(
-            &self.address,
-            &self.payout_to,
-            &PayoutParams {
-                funded_drops: funded,
-                terms: agora_domain::escrow::payout::PayoutTerms {
-                    provider_bps: BasisPoints::ZERO,
-                    commission_bps,
-                    arbitration_fee: 0,
-                },
-                base_fee_drops: ctx.base_fee_drops,
-                first_sequence,
-                last_ledger_sequence,
-            },
-            |total, fee| claim_split(total, claimed, fee, commission_bps),
-        )
-        .map_err(|e| ApiError::conflict("CLAIM_UNBUILDABLE", format!("the claim cannot be built: {e}")))?;
-        let rank = |r: Recipient| match r {
-            Recipient::Buyer => 0,
-            Recipient::Provider => 1,
-            Recipient::Marketplace => 2,
-        };
-        let mut specs: Vec<PayoutTxSpec> = built.transactions.drain(..).map(PayoutTxSpec::from).collect();
-        specs.sort_by_key(|s| rank(s.recipient));
-        for (i, spec) in specs.iter_mut().enumerate() {
-            let offset = u32::try_from(i).map_err(internal)?;
-            spec.sequence = first_sequence.checked_add(offset).ok_or_else(|| internal("sequence overflow"))?;
-        }
-        built.transactions = specs.into_iter().map(PayoutTx::from_spec).collect::<Result<_, _>>().map_err(internal)?;
-        Ok(built)
-    }
-
-    /// Builds one multisigned Payment per recipient for `plan`; a metered
-    /// settlement gets exactly the claim's Payments ([`Self::claim_plan`]).
+    /// Builds one multisigned Payment per recipient for `plan`. With a
+    /// payment channel that may still hold the deposit, the channel is
+    /// closed first (see [`super::channel`]): the Payments are built once the
+    /// ledger shows it closed ([`Self::prepare_remainder`]).
     ///
     /// `validated` is the latest validated ledger: the signing window of the
     /// Payments counts from it.
     pub fn prepare_payout(&mut self, plan: &DomainPlan, ctx: &XrplContext, validated: u32) -> Result<(), ApiError> {
+        if let Some(ch) = &mut self.channel {
+            match ch.status {
+                // Never complete: the payout takes its Sequence, so it can never apply.
+                ChannelStatus::Proposed if ch.create.fin.is_none() => ch.status = ChannelStatus::Abandoned,
+                // Sent, or about to be: the payout waits until it applies or fails.
+                ChannelStatus::Proposed => {
+                    self.payout = None;
+                    return Ok(());
+                }
+                ChannelStatus::Open => {
+                    self.payout = None;
+                    if ch.provider_close.is_none() && ch.close.is_empty() {
+                        let deliver = plan.breakdown(0).map_err(internal)?.provider;
+                        let sequences = self.allocate_sequences(0, 0, 2);
+                        self.prepare_channel_close(ctx, deliver, [sequences[0], sequences[1]])?;
+                    }
+                    return Ok(());
+                }
+                ChannelStatus::Closed => return self.prepare_remainder(plan, ctx, validated),
+                ChannelStatus::Abandoned => {}
+            }
+        }
         let validated = validated.max(self.ledger_index);
         let first_sequence = self.next_sequence.ok_or_else(|| {
             ApiError::conflict("ESCROW_NOT_READY", "the escrow account is not set up on the ledger yet")
         })?;
         let funded = plan.funded().minor();
-        let staged_lls = self.claim_last_ledger_sequence.take();
-        if let Some(claimed) = plan.claimed() {
-            let lls = staged_lls.unwrap_or_else(|| ctx.last_ledger_sequence(validated));
-            let built = self.claim_plan(ctx, funded, claimed, plan.terms().commission_bps, lls)?;
-            self.store_payout(built);
-            return Ok(());
-        }
         // Deposits that arrived after the funding was accepted are not part of
         // the order's split; they are the buyer's and go back with its share,
         // so nothing is left behind in the escrow account.
@@ -370,6 +331,54 @@ impl XrplEscrow {
                 let mut b = plan.breakdown(fee)?;
                 b.buyer = b.buyer.saturating_add(late);
                 Ok(b)
+            },
+        )
+        .map_err(|e| ApiError::conflict("PAYOUT_NOT_BUILDABLE", format!("the payout cannot be built: {e}")))?;
+        self.store_payout(built);
+        Ok(())
+    }
+
+    /// The Payments that follow a closed channel: the plan's shares of the
+    /// order less what the channel delivered to the provider, paid out of what
+    /// the account holds now (what it held above its reserve when the channel
+    /// closed, plus any deposit since). The buyer receives the rest, so no
+    /// drop stays behind; had the channel delivered more than the provider's
+    /// share (a claim the buyer gave it directly), that comes out of the
+    /// buyer's part.
+    pub fn prepare_remainder(&mut self, plan: &DomainPlan, ctx: &XrplContext, validated: u32) -> Result<(), ApiError> {
+        let validated = validated.max(self.ledger_index);
+        let ch = self.channel.as_ref().ok_or_else(|| internal("no channel"))?;
+        let closed = ch.closed_with.ok_or_else(|| internal("the channel's closing balance is not read yet"))?;
+        let delivered = ch.balance_drops;
+        let total = closed
+            .spendable_drops
+            .saturating_add(self.funded_drops.saturating_sub(closed.funded_drops));
+        let first_sequence = self.allocate_sequences(0, 0, 1)[0];
+        let built = plan_payout_with(
+            &self.address,
+            &self.payout_to,
+            &PayoutParams {
+                funded_drops: total,
+                terms: *plan.terms(),
+                base_fee_drops: ctx.base_fee_drops,
+                first_sequence,
+                last_ledger_sequence: ctx.last_ledger_sequence(validated),
+            },
+            |available, fee| {
+                let shares = plan.breakdown(fee)?;
+                let rest = available
+                    .checked_sub(fee)
+                    .ok_or(agora_domain::escrow::payout::PayoutError::FeeExceedsFunds { funded: available, fee })?;
+                let provider = shares.provider.saturating_sub(delivered).min(rest);
+                let commission = shares.commission.min(rest - provider);
+                let arbitration_fee = shares.arbitration_fee.min(rest - provider - commission);
+                Ok(PayoutBreakdown {
+                    provider,
+                    buyer: rest - provider - commission - arbitration_fee,
+                    commission,
+                    arbitration_fee,
+                    network_fee: fee,
+                })
             },
         )
         .map_err(|e| ApiError::conflict("PAYOUT_NOT_BUILDABLE", format!("the payout cannot be built: {e}")))?;
@@ -440,6 +449,10 @@ impl XrplEscrow {
                     .collect()
             })
             .unwrap_or_default();
+        let held: Vec<u32> = held
+            .into_iter()
+            .chain(self.channel.iter().flat_map(XrplChannel::held_sequences))
+            .collect();
         let mut out = Vec::with_capacity(n);
         let mut candidate = consumed;
         while out.len() < n {
@@ -514,6 +527,14 @@ impl XrplEscrow {
     /// Payments already fully signed (a validated one after a partial
     /// rebuild, say) are not signed again.
     pub fn sign_as_arbitrator(&mut self, ctx: &XrplContext) -> Result<Vec<String>, ApiError> {
+        if self.payout.is_none() {
+            if let Some(ch) = self.channel.as_mut().filter(|c| c.live()) {
+                // The channel closes first: the marketplace signs its closing
+                // transactions now, and the remainder once it is built.
+                ch.marketplace_cosigns = true;
+                return self.sign_channel_as_arbitrator(ctx);
+            }
+        }
         let txs = self.payout_txs()?;
         let blobs = txs
             .iter()
@@ -676,7 +697,7 @@ pub fn recipient_name(r: Recipient) -> &'static str {
 }
 
 /// A short, stable identifier of an unsigned blob for the audit log.
-fn short_hash(blob: &str) -> String {
+pub(crate) fn short_hash(blob: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode_upper(&Sha256::digest(blob.as_bytes())[..16])
 }
@@ -720,6 +741,7 @@ mod tests {
             network: crate::startup::XrplNetwork::Devnet,
             setup_ledger_window: 20,
             signing_window_ledgers: 20,
+            channel_settle_delay_secs: 3_600,
         }
     }
 
@@ -773,7 +795,7 @@ mod tests {
                 validated: Vec::new(),
                 failed: Vec::new(),
             }),
-            claim_last_ledger_sequence: None,
+            channel: None,
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_domain::escrow::{Actor, Context, EscrowState};
+use agora_domain::escrow::EscrowState;
 use agora_escrow::source::{Ledger, SourceError, XrplSource};
 use agora_escrow::xrpl::{last_ledger_sequence_of, sequence_of, SignedTx};
 use agora_persistence::chain::{self, ScannedBlock};
@@ -103,9 +103,14 @@ impl<S: XrplSource> XrplWatcher<S> {
     async fn scan(&self, ledger: &Ledger) -> Result<(), WatchError> {
         let txn = self.app.db.begin().await?;
         let mut by_account: HashMap<String, Order> = HashMap::new();
+        // A provider's own claims on an escrow's channel name the channel, not the escrow.
+        let mut by_channel: HashMap<String, String> = HashMap::new();
         for record in order_store::open_orders(&txn, CHAIN).await? {
             let order = Order::from_record(record)?;
             if let Some(x) = xrpl_of(&order) {
+                if let Some(ch) = &x.channel {
+                    by_channel.insert(ch.id.to_hex(), x.address.to_string());
+                }
                 by_account.insert(x.address.to_string(), order);
             }
         }
@@ -115,9 +120,12 @@ impl<S: XrplSource> XrplWatcher<S> {
             let destination = str_field(&tx.tx, "Destination");
             let kind = str_field(&tx.tx, "TransactionType");
             let success = tx.result == "tesSUCCESS";
+            let channel = str_field(&tx.tx, "Channel").to_uppercase();
             let (order, outgoing) = if let Some(o) = by_account.get(account) {
                 (o, true)
             } else if let Some(o) = by_account.get(destination) {
+                (o, false)
+            } else if let Some(o) = by_channel.get(&channel).and_then(|a| by_account.get(a)) {
                 (o, false)
             } else {
                 continue;
@@ -126,7 +134,36 @@ impl<S: XrplSource> XrplWatcher<S> {
             let Some(x) = xrpl_of(order) else { continue };
             let address = x.address.to_string();
             let mut events = Vec::new();
-            if !outgoing && kind == "Payment" && account == operating {
+            // Channel events go after the Sequence the transaction consumed.
+            let mut channel_events = Vec::new();
+            let ours = x.channel.as_ref().is_some_and(|c| c.id.to_hex() == channel);
+            if kind == "PaymentChannelClaim" && ours {
+                // The escrow's own close, or the provider redeeming a claim.
+                let balance = tx.tx.get("Balance").and_then(serde_json::Value::as_str).and_then(|b| b.parse::<u64>().ok());
+                let flags = tx.tx.get("Flags").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                channel_events.push(XrplChainEvent::ChannelClaimApplied {
+                    hash: tx.hash.to_uppercase(),
+                    result: tx.result.clone(),
+                    balance_drops: balance.filter(|_| success),
+                    destination_closed: success && !outgoing && flags & u64::from(agora_escrow::xrpl::TF_CLOSE) != 0,
+                    ledger_index: ledger.index,
+                });
+            }
+            if outgoing && kind == "PaymentChannelCreate" {
+                let create = x.channel.as_ref().and_then(|c| c.create.fin.as_ref());
+                if create.is_some_and(|f| f.hash.eq_ignore_ascii_case(&tx.hash)) {
+                    channel_events.push(XrplChainEvent::ChannelCreateApplied {
+                        hash: tx.hash.to_uppercase(),
+                        result: tx.result.clone(),
+                        ledger_index: ledger.index,
+                    });
+                } else {
+                    note(&txn, id, "UnexpectedSpend", &format!("{} ({})", tx.hash, tx.result), self.app.clock.now()).await?;
+                }
+            }
+            if !outgoing && kind == "PaymentChannelClaim" {
+                // Nothing else to read from a provider's claim.
+            } else if !outgoing && kind == "Payment" && account == operating {
                 // The reserve and set-up fees. The account may exist already
                 // (an early deposit creates it): its Sequence is read back
                 // from the ledger before anything is signed for it.
@@ -177,6 +214,7 @@ impl<S: XrplSource> XrplWatcher<S> {
                     }
                 }
             }
+            events.extend(channel_events);
             for event in events {
                 match apply_xrpl_event(&self.app, &txn, id, event.clone()).await {
                     Ok(updated) => {
@@ -229,7 +267,8 @@ impl<S: XrplSource> XrplWatcher<S> {
         } else {
             None
         };
-        let validated = self.source.validated_ledger().await?.index;
+        let validated_ledger = self.source.validated_ledger().await?;
+        let validated = validated_ledger.index;
         let scanned = match chain::cursor(&self.app.db, CHAIN).await? {
             Some(c) => u32::try_from(c.height).unwrap_or(u32::MAX),
             None => return Ok(0),
@@ -269,6 +308,9 @@ impl<S: XrplSource> XrplWatcher<S> {
                 SetupStatus::Configuring => sent += self.configure(&order, x, validated).await?,
                 SetupStatus::Ready => {}
             }
+            if x.channel.is_some() {
+                sent += self.drive_channel(id, x, validated_ledger.close_time).await?;
+            }
             let Some(payout) = &x.payout else { continue };
             if !matches!(order.state, EscrowState::PayingOut { .. }) || payout.all_validated() {
                 continue;
@@ -283,6 +325,58 @@ impl<S: XrplSource> XrplWatcher<S> {
                     sent += self.submit(id, &fin.blob).await?;
                 }
             }
+        }
+        Ok(sent)
+    }
+
+    /// Moves a metered order's payment channel along: sends its create once
+    /// signed (until a validated ledger holds it, or its Sequence went to
+    /// another transaction), reads the channel back after a transaction
+    /// touched it, sends the provider's own closing claim, and the escrow's
+    /// closing transactions — the second only once the ledger's close time
+    /// (`close_time`) passed the `Expiration` the first one set.
+    async fn drive_channel(&self, id: Uuid, x: &XrplEscrow, close_time: u32) -> Result<usize, WatchError> {
+        use crate::orders::channel::ChannelStatus;
+        let Some(ch) = &x.channel else { return Ok(0) };
+        let mut sent = 0;
+        match ch.status {
+            ChannelStatus::Proposed => {
+                let Some(fin) = &ch.create.fin else { return Ok(0) };
+                if ch.create.spec.sequence < x.next_sequence.unwrap_or(0) {
+                    let event = XrplChainEvent::ChannelCreateDead { ledger_index: x.ledger_index };
+                    crate::orders::chain::deliver_xrpl_event(&self.app, id, event).await?;
+                    return Ok(0);
+                }
+                sent += self.submit(id, &fin.blob).await?;
+            }
+            ChannelStatus::Open => {
+                if ch.recheck {
+                    let info = self.source.channel(&ch.id.to_hex()).await?;
+                    let account = self.source.account_info(x.address.as_str()).await?;
+                    let validated = self.source.validated_ledger().await?.index;
+                    let spendable = account.map_or(0, |a| {
+                        let reserve = self.app.xrpl.reserves.base_drops.saturating_add(
+                            self.app.xrpl.reserves.owner_drops.saturating_mul(u64::from(a.owner_count)),
+                        );
+                        a.balance_drops.saturating_sub(reserve)
+                    });
+                    let event = XrplChainEvent::ChannelRead { channel: info, spendable_drops: spendable, ledger_index: validated };
+                    crate::orders::chain::deliver_xrpl_event(&self.app, id, event).await?;
+                    return Ok(0);
+                }
+                if let Some(close) = &ch.provider_close {
+                    sent += self.submit(id, &close.blob).await?;
+                }
+                let (first, second) = (ch.close.first(), ch.close.get(1));
+                if let Some(fin) = first.filter(|s| !s.applied()).and_then(|s| s.fin.as_ref()) {
+                    sent += self.submit(id, &fin.blob).await?;
+                } else if let Some(fin) = second.filter(|s| !s.applied()).and_then(|s| s.fin.as_ref()) {
+                    if ch.expiration.is_some_and(|e| close_time >= e) {
+                        sent += self.submit(id, &fin.blob).await?;
+                    }
+                }
+            }
+            ChannelStatus::Closed | ChannelStatus::Abandoned => {}
         }
         Ok(sent)
     }
@@ -446,13 +540,7 @@ impl<S: XrplSource> XrplWatcher<S> {
         } else {
             format!("the payout expired at ledger {} before it was validated", first.last_ledger_sequence)
         };
-        let ctx = Context {
-            now,
-            actor: Actor::System,
-            chain_height: u64::from(validated),
-            terms: order.terms.escrow_terms(),
-            latest_claim: None,
-        };
+        let ctx = crate::orders::system_context(&order, u64::from(validated), now);
         if let EscrowRecord::Xrpl(x) = &mut order.escrow {
             x.rebuild_payments(&self.app.xrpl, &dead, validated, ledger_next, scanned)?;
         }

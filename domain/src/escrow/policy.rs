@@ -46,6 +46,9 @@ pub enum SigningRule {
     StrayRefund { amount: u64 },
     /// No decision came in time, even after escalation: a refund.
     ArbitrationLapsed,
+    /// A funded metered XRPL order's payment channel to the provider, whose
+    /// claims only the buyer's key signs (`amount` drops).
+    ChannelOpen { amount: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +78,8 @@ pub enum PolicyError {
     AboveLatestClaim { claimed: u64, latest: u64 },
     #[error("a stray-funds refund spends only stray outputs and pays them to the buyer, less the fee")]
     NotAStrayRefund,
+    #[error("a payment channel opens only from a funded metered escrow, to the provider, with the buyer's claim key, within the deposit and with at least the minimum settle delay ({0})")]
+    NotAChannelOpen(&'static str),
 }
 
 /// Whether the arbitrator key may co-sign a payout of `outcome` for an escrow
@@ -210,4 +215,90 @@ pub fn may_sign_stray_refund(refund: &StrayRefund, max_fee: u64) -> Result<Signi
     Ok(SigningRule::StrayRefund {
         amount: refund.to_buyer,
     })
+}
+
+/// What the marketplace key is asked to sign when a metered escrow opens its
+/// payment channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelOpen {
+    /// The order is funded and not yet paying out.
+    pub funded: bool,
+    pub metered: bool,
+    /// The channel's destination is the provider's payout destination.
+    pub to_provider: bool,
+    /// The channel's claim key is the buyer's escrow key.
+    pub buyer_claim_key: bool,
+    /// No `CancelAfter` and no `Expiration`: claims never expire.
+    pub never_expires: bool,
+    pub amount: u64,
+    /// What the escrow holds for the order (its deposit).
+    pub deposit: u64,
+    pub settle_delay_secs: u32,
+    pub min_settle_delay_secs: u32,
+}
+
+/// Whether the marketplace key may co-sign `open`: only a funded metered
+/// escrow's channel to its provider, claimed by the buyer's key alone, within
+/// the deposit, never expiring, and with a settle delay that leaves the
+/// provider time to redeem its latest claim before the escrow can close it.
+pub fn may_sign_channel_open(open: &ChannelOpen) -> Result<SigningRule, PolicyError> {
+    let refuse = PolicyError::NotAChannelOpen;
+    if !open.funded || !open.metered {
+        return Err(refuse("the order is not a funded metered order"));
+    }
+    if !open.to_provider {
+        return Err(refuse("the destination is not the provider's"));
+    }
+    if !open.buyer_claim_key {
+        return Err(refuse("the claim key is not the buyer's"));
+    }
+    if !open.never_expires {
+        return Err(refuse("the channel would expire"));
+    }
+    if open.amount == 0 || open.amount > open.deposit {
+        return Err(refuse("the amount is not within the deposit"));
+    }
+    if open.settle_delay_secs < open.min_settle_delay_secs {
+        return Err(refuse("the settle delay is too short"));
+    }
+    Ok(SigningRule::ChannelOpen { amount: open.amount })
+}
+
+#[cfg(test)]
+mod channel_open_tests {
+    use super::*;
+
+    fn open() -> ChannelOpen {
+        ChannelOpen {
+            funded: true,
+            metered: true,
+            to_provider: true,
+            buyer_claim_key: true,
+            never_expires: true,
+            amount: 9_000,
+            deposit: 10_000,
+            settle_delay_secs: 3_600,
+            min_settle_delay_secs: 600,
+        }
+    }
+
+    #[test]
+    fn the_marketplace_signs_only_a_funded_metered_channel_to_the_provider_claimed_by_the_buyer() {
+        assert_eq!(may_sign_channel_open(&open()), Ok(SigningRule::ChannelOpen { amount: 9_000 }));
+        let refusals: [fn(&mut ChannelOpen); 8] = [
+            |o| o.funded = false,
+            |o| o.metered = false,
+            |o| o.to_provider = false,
+            |o| o.buyer_claim_key = false,
+            |o| o.never_expires = false,
+            |o| o.amount = 10_001,
+            |o| o.amount = 0,
+            |o| o.settle_delay_secs = 599,
+        ];
+        for (i, change) in refusals.iter().enumerate() {
+            let mut o = open();
+            change(&mut o);
+            assert!(matches!(may_sign_channel_open(&o), Err(PolicyError::NotAChannelOpen(_))), "case {i}");
+        }
+    }
 }

@@ -64,6 +64,10 @@ pub struct LedgerId {
     pub index: u32,
     /// Upper-case hex.
     pub hash: String,
+    /// When the ledger closed, in seconds since the XRPL epoch (0 if the node
+    /// did not say): what a channel's `Expiration` is compared with.
+    #[serde(default)]
+    pub close_time: u32,
 }
 
 /// One transaction of a validated ledger.
@@ -99,6 +103,28 @@ pub struct AccountInfo {
     pub signer_quorum: Option<u32>,
     /// (account, weight) of the signer list, if any.
     pub signer_entries: Vec<(String, u16)>,
+    /// Objects the account owns (signer list, payment channels…): each holds
+    /// one owner reserve.
+    #[serde(default)]
+    pub owner_count: u32,
+}
+
+/// A payment channel as the validated ledger shows it (`ledger_entry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// The source (owner) account.
+    pub account: String,
+    pub destination: String,
+    pub amount_drops: u64,
+    /// What the channel delivered to the destination so far.
+    pub balance_drops: u64,
+    pub settle_delay: u32,
+    /// Upper-case hex of the claim key.
+    pub public_key: String,
+    /// Set once the source asked to close: the channel closes at the first
+    /// transaction on it after this time (seconds since the XRPL epoch).
+    pub expiration: Option<u32>,
+    pub cancel_after: Option<u32>,
 }
 
 /// What the node said of a submitted blob.
@@ -124,6 +150,9 @@ pub trait XrplSource: Send + Sync + 'static {
     /// Validated ledger `index` with its transactions (`NotFound` if not validated yet).
     fn ledger(&self, index: u32) -> impl Future<Output = Result<Ledger, SourceError>> + Send;
     fn submit(&self, blob_hex: &str) -> impl Future<Output = Result<SubmitOutcome, SourceError>> + Send;
+    /// The payment channel `channel_id` (64 hex digits) in the validated
+    /// ledger; `None` once it is closed (or if it never existed).
+    fn channel(&self, channel_id: &str) -> impl Future<Output = Result<Option<ChannelInfo>, SourceError>> + Send;
     /// `None` when the account does not exist in the validated ledger.
     fn account_info(&self, address: &str) -> impl Future<Output = Result<Option<AccountInfo>, SourceError>> + Send;
     /// The open ledger's base fee, in drops.

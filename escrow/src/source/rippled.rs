@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{AccountInfo, Ledger, LedgerId, LedgerTx, SourceError, SubmitOutcome, XrplSource};
+use super::{AccountInfo, ChannelInfo, Ledger, LedgerId, LedgerTx, SourceError, SubmitOutcome, XrplSource};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -303,7 +303,26 @@ impl XrplSource for RippledSource {
         let hash = hash_of(result.get("ledger_hash"))
             .or_else(|| hash_of(ledger.and_then(|l| l.get("ledger_hash"))))
             .ok_or_else(|| protocol("ledger: no ledger_hash"))?;
-        Ok(LedgerId { index, hash })
+        let close_time = ledger
+            .and_then(|l| l.get("close_time"))
+            .and_then(Json::as_u64)
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(0);
+        Ok(LedgerId { index, hash, close_time })
+    }
+
+    async fn channel(&self, channel_id: &str) -> Result<Option<ChannelInfo>, SourceError> {
+        let params = json!({"payment_channel": channel_id, "ledger_index": "validated"});
+        let result = match self.call("ledger_entry", params).await {
+            Ok(r) => r,
+            Err(CallError::Api { error, .. }) if error == "entryNotFound" => return Ok(None),
+            Err(e) => return Err(e.into_source()),
+        };
+        if result.get("validated").and_then(Json::as_bool) != Some(true) {
+            return Err(SourceError::Unavailable("no validated ledger".into()));
+        }
+        let node = result.get("node").ok_or_else(|| protocol("ledger_entry: no node"))?;
+        parse_channel(node).map(Some)
     }
 
     async fn ledger(&self, index: u32) -> Result<Ledger, SourceError> {
@@ -540,6 +559,35 @@ fn parse_account_info(result: &Json) -> Result<AccountInfo, SourceError> {
         regular_key,
         signer_quorum,
         signer_entries,
+        owner_count: data
+            .get("OwnerCount")
+            .and_then(Json::as_u64)
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(0),
+    })
+}
+
+/// A `PayChannel` ledger entry, as `ledger_entry` returns it.
+fn parse_channel(node: &Json) -> Result<ChannelInfo, SourceError> {
+    if node.get("LedgerEntryType").and_then(Json::as_str) != Some("PayChannel") {
+        return Err(protocol("ledger_entry: not a PayChannel"));
+    }
+    let text = |field: &str| {
+        node.get(field)
+            .and_then(Json::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| protocol(format!("ledger_entry: bad {field}")))
+    };
+    let time = |field: &str| node.get(field).and_then(Json::as_u64).and_then(|t| u32::try_from(t).ok());
+    Ok(ChannelInfo {
+        account: text("Account")?,
+        destination: text("Destination")?,
+        amount_drops: drops_of(node.get("Amount")).ok_or_else(|| protocol("ledger_entry: bad Amount"))?,
+        balance_drops: drops_of(node.get("Balance")).ok_or_else(|| protocol("ledger_entry: bad Balance"))?,
+        settle_delay: time("SettleDelay").ok_or_else(|| protocol("ledger_entry: bad SettleDelay"))?,
+        public_key: text("PublicKey")?.to_uppercase(),
+        expiration: time("Expiration"),
+        cancel_after: time("CancelAfter"),
     })
 }
 

@@ -78,6 +78,7 @@ pub(crate) fn dispatch(devnet: &XrplDevnet, method: &str, params: &Json) -> Resu
         "ledger_current" => Ok(json!({"ledger_current_index": devnet.inner().open_index()})),
         "account_info" => account_info(&devnet.inner(), params),
         "account_objects" => account_objects(&devnet.inner(), params),
+        "ledger_entry" => ledger_entry(&devnet.inner(), params),
         "submit" => submit(devnet, params),
         "tx" => tx(&devnet.inner(), params),
         "ledger_accept" => {
@@ -339,6 +340,26 @@ fn account_objects(inner: &Inner, params: &Json) -> Result<Json, RpcError> {
     };
     result.insert("account".into(), address.as_str().into());
     result.insert("account_objects".into(), objects.into());
+    Ok(Json::Object(result))
+}
+
+/// `ledger_entry` by `payment_channel` id (the one entry type the watcher
+/// reads this way); `entryNotFound` once the channel is closed.
+fn ledger_entry(inner: &Inner, params: &Json) -> Result<Json, RpcError> {
+    let Some(text) = params.get("payment_channel").and_then(Json::as_str) else {
+        return Err(RpcError::not_supported("The devnet's ledger_entry reads payment_channel entries only."));
+    };
+    let id = agora_escrow::xrpl::ChannelId::parse(text)
+        .map_err(|_| RpcError::new("malformedRequest", 31, "Malformed request."))?;
+    let (state, mut result) = select_state(inner, params)?;
+    let Some(channel) = state.channels.get(id.as_bytes()) else {
+        return Err(RpcError::new("entryNotFound", 21, "Entry not found."));
+    };
+    let mut node = super::ledger::channel_fields(channel);
+    node.insert("LedgerEntryType".into(), "PayChannel".into());
+    node.insert("index".into(), id.to_hex().into());
+    result.insert("index".into(), id.to_hex().into());
+    result.insert("node".into(), Json::Object(node));
     Ok(Json::Object(result))
 }
 

@@ -285,6 +285,7 @@ impl Inner {
         let id = LedgerId {
             index,
             hash: record.hash.clone(),
+            close_time: record.close_time,
         };
         let message = json!({
             "type": "ledgerClosed",
@@ -502,6 +503,7 @@ impl XrplDevnet {
         LedgerId {
             index: last.index,
             hash: last.hash.clone(),
+            close_time: last.close_time,
         }
     }
 
@@ -526,6 +528,7 @@ impl XrplDevnet {
                         .collect()
                 })
                 .unwrap_or_default(),
+            owner_count: a.owner_count,
         })
     }
 
