@@ -47,5 +47,6 @@ mod schema;
 mod search;
 mod subscriptions;
 mod watcher_election;
+mod xrpl_channels;
 mod xrpl_liveness;
 mod xrpl_model;

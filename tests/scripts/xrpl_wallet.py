@@ -20,6 +20,17 @@
         weight 1) and the AccountSet with SetFlag 4 (disable master), each
         signed by the escrow account's own key.
 
+    python3 xrpl_wallet.py claim-sign SEED CHANNEL DROPS
+        Signs a payment-channel claim of DROPS on CHANNEL with the key of SEED
+        (encode_for_signing_claim); prints the signature (hex).
+    python3 xrpl_wallet.py claim-verify PUBLIC_KEY CHANNEL DROPS SIGNATURE
+        Exit 0 when SIGNATURE is PUBLIC_KEY's claim of DROPS on CHANNEL.
+
+The escrow's multisigned transactions that `verify` accepts are Payments and
+the payment-channel transactions (PaymentChannelCreate, PaymentChannelClaim);
+it prints their Destination/Amount when they have them, and their Channel,
+Balance and Flags.
+
 Exit status: 0 when every check passed, 1 when one failed, 3 when xrpl-py is
 not installed.
 """
@@ -66,8 +77,8 @@ def sign_single(seed, tx_json):
 
 def check_multisigned(blob, signer_list, quorum, escrow):
     tx = binarycodec.decode(blob)
-    if tx.get("TransactionType") != "Payment":
-        fail(f"not a Payment: {tx.get('TransactionType')}")
+    if tx.get("TransactionType") not in ("Payment", "PaymentChannelCreate", "PaymentChannelClaim"):
+        fail(f"not a Payment or a channel transaction: {tx.get('TransactionType')}")
     if tx.get("Account") != escrow:
         fail(f"paid from {tx.get('Account')}, not the escrow {escrow}")
     if tx.get("SigningPubKey") != "":
@@ -89,9 +100,15 @@ def check_multisigned(blob, signer_list, quorum, escrow):
             fail(f"the signature of {s['Account']} does not verify")
     return {
         "hash": tx_hash(blob),
-        "destination": tx["Destination"],
+        "type": tx["TransactionType"],
+        "destination": tx.get("Destination"),
         "destination_tag": tx.get("DestinationTag"),
-        "amount": tx["Amount"],
+        "amount": tx.get("Amount"),
+        "channel": tx.get("Channel"),
+        "balance": tx.get("Balance"),
+        "public_key": tx.get("PublicKey"),
+        "settle_delay": tx.get("SettleDelay"),
+        "flags": tx.get("Flags", 0),
         "fee": tx["Fee"],
         "sequence": tx["Sequence"],
         "signers": [s["Account"] for s in signers],
@@ -132,6 +149,18 @@ def setup(check):
     print(json.dumps({"ok": True}))
 
 
+def claim_sign(seed, channel, drops):
+    _, private = keypairs.derive_keypair(seed, algorithm=CryptoAlgorithm.SECP256K1)
+    message = binarycodec.encode_for_signing_claim({"channel": channel, "amount": drops})
+    print(keypairs.sign(bytes.fromhex(message), private))
+
+
+def claim_verify(public_key, channel, drops, signature):
+    message = binarycodec.encode_for_signing_claim({"channel": channel, "amount": drops})
+    if not keypairs.is_valid_message(bytes.fromhex(message), bytes.fromhex(signature), public_key):
+        fail(f"the claim of {drops} on {channel} does not verify")
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
@@ -145,6 +174,10 @@ def main():
             check = json.load(f)
         for blob in check["blobs"]:
             print(json.dumps(check_multisigned(blob, check["signers"], check["quorum"], check["escrow"])))
+    elif sys.argv[1] == "claim-sign":
+        claim_sign(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "claim-verify":
+        claim_verify(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     elif sys.argv[1] == "setup":
         with open(sys.argv[2], encoding="utf-8") as f:
             setup(json.load(f))

@@ -59,6 +59,19 @@ pub fn sign_single(seed: &str, tx_json: &str) -> String {
     out
 }
 
+/// Signs a payment-channel claim of `drops` on `channel` with the key of
+/// `seed` (xrpl-py's `encode_for_signing_claim`); returns the signature (hex).
+pub fn sign_claim(seed: &str, channel: &str, drops: u64) -> String {
+    let (ok, out, err) = run(&["claim-sign", seed, channel, &drops.to_string()]);
+    assert!(ok, "xrpl-py could not sign the claim: {err}");
+    out
+}
+
+/// Whether xrpl-py verifies `signature` as `public_key`'s claim of `drops` on `channel`.
+pub fn verify_claim(public_key: &str, channel: &str, drops: u64, signature: &str) -> bool {
+    run(&["claim-verify", public_key, channel, &drops.to_string(), signature]).0
+}
+
 fn with_file<T>(check: &Value, f: impl FnOnce(&str) -> T) -> T {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("check.json");

@@ -240,7 +240,7 @@ pub struct ClaimGql {
     pub network_fee: MinorUnits,
     /// Bitcoin: the claim PSBT (base64) to sign.
     pub psbt: Option<String>,
-    /// Bitcoin: the txid. XRPL: `channel:amount`.
+    /// Bitcoin: the txid. XRPL: the claim's id, the SHA-256 of its `message`.
     pub txid: String,
     /// XRPL: the channel claim to sign.
     pub channel: Option<ChannelClaimToSignGql>,

@@ -330,7 +330,7 @@ pub struct ClaimToSign {
     pub breakdown: PayoutBreakdown,
     /// Bitcoin: the claim PSBT.
     pub psbt: Option<String>,
-    /// Bitcoin: the txid; XRPL: the claim's identifier (`channel:drops`).
+    /// Bitcoin: the txid; XRPL: the claim's identifier (SHA-256 of its message).
     pub txid: String,
     /// XRPL: the channel claim to sign.
     pub channel: Option<ChannelClaimToSign>,
@@ -365,8 +365,11 @@ pub struct ChannelClaim {
 }
 
 impl ChannelClaim {
+    /// The claim's identifier: the SHA-256 of the message it signs (64 hex
+    /// digits, as a txid).
     fn id(&self) -> String {
-        format!("{}:{}", self.channel, self.drops)
+        use sha2::{Digest, Sha256};
+        hex::encode_upper(Sha256::digest(agora_escrow::xrpl::claim_message(&self.channel, self.drops)))
     }
 }
 
@@ -523,6 +526,9 @@ pub async fn next_claim(app: &AppState, user_id: Uuid, order_id: Uuid) -> ApiRes
     let (order, actor, s) = load_for(&app.db, order_id, user_id).await?;
     require(actor, Actor::Buyer, "buyer")?;
     require_open(&order)?;
+    if let EscrowRecord::Xrpl(x) = &order.escrow {
+        open_channel(x)?;
+    }
     let cumulative = s.session.total_amount;
     s.session.check_claim(cumulative, claim_limit(app, &order)?).map_err(|e| match e {
         ClaimError::NotIncreasing { .. } => ApiError::conflict(
@@ -705,7 +711,9 @@ fn xrpl_claim(
     let limit = claim_limit(app, order)?;
     let mut refusal: Option<ApiError> = None;
     let mut found = None;
-    for candidate in gross_candidates(order, net)? {
+    // Rounding of the commission lets two cumulative amounts share a provider
+    // share: the claim covers the larger the usage allows (what nextClaim offered).
+    for candidate in gross_candidates(order, net)?.into_iter().rev() {
         match s.session.check_claim(candidate, limit) {
             Ok(()) => {
                 found = Some(candidate);
@@ -864,7 +872,7 @@ async fn settle_latest(
     let claim_txid = claim_txid.to_owned();
     if matches!(order.escrow, EscrowRecord::Xrpl(_)) {
         let claim: ChannelClaim = serde_json::from_str(&claim_psbt).map_err(ApiError::internal)?;
-        return close_xrpl(app, txn, order, s, &claim, provider_blobs, actor, now).await;
+        return Box::pin(close_xrpl(app, txn, order, s, &claim, provider_blobs, actor, now)).await;
     }
     if let Some(p) = provider_psbt {
         let txid = decode_psbt(p)?.unsigned_tx.compute_txid().to_string();
@@ -947,7 +955,7 @@ async fn close_xrpl(
         latest_claim: claimed,
         service_cosigns: true,
     };
-    let order = orders::transition(app, txn, order, actor, &event, now).await?;
+    let order = Box::pin(orders::transition(app, txn, order, actor, &event, now)).await?;
     s.session.closed = true;
     save_session(app, txn, s, now).await?;
     Ok(order)
@@ -1018,7 +1026,7 @@ pub async fn settle_closed_channel(app: &AppState, txn: &DatabaseTransaction, mu
         latest_claim: claimed,
         service_cosigns: true,
     };
-    let order = orders::transition(app, txn, order, Actor::Provider, &event, now).await?;
+    let order = Box::pin(orders::transition(app, txn, order, Actor::Provider, &event, now)).await?;
     s.session.closed = true;
     save_session(app, txn, &mut s, now).await?;
     Ok(order)
@@ -1061,7 +1069,7 @@ pub async fn settle_abandoned(app: &AppState, now: DateTime<Utc>) -> ApiResult<u
             }
             let txn = app.db.begin().await?;
             let fresh = orders::load(&txn, order.id()).await?;
-            match settle_latest_by_system(app, &txn, fresh, now).await {
+            match Box::pin(settle_latest_by_system(app, &txn, fresh, now)).await {
                 Ok(_) => {
                     txn.commit().await?;
                     settled += 1;

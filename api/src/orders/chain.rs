@@ -516,7 +516,7 @@ pub async fn apply_xrpl_event(
                 ("ChannelNotOpened", format!("the ledger refused the channel's create with {result} in ledger {ledger_index}; the deposit stays in the escrow account"))
             };
             note(txn, &order, what, &detail, now).await?;
-            after_channel_change(app, txn, order, now).await
+            Box::pin(after_channel_change(app, txn, order, now)).await
         }
         XrplChainEvent::ChannelCreateDead { ledger_index } => {
             let now = app.clock.now();
@@ -529,7 +529,7 @@ pub async fn apply_xrpl_event(
             }
             ch.status = ChannelStatus::Abandoned;
             note(txn, &order, "ChannelNotOpened", "another transaction took the create's Sequence: the channel will not open", now).await?;
-            after_channel_change(app, txn, order, now).await
+            Box::pin(after_channel_change(app, txn, order, now)).await
         }
         XrplChainEvent::ChannelClaimApplied {
             hash,
@@ -561,7 +561,7 @@ pub async fn apply_xrpl_event(
                 ch.close.clear();
                 let detail = format!("the escrow's close of the channel was refused with {result} ({hash}); a new one is built and must be signed again");
                 note(txn, &order, "ChannelCloseRebuilt", &detail, now).await?;
-                return after_channel_change(app, txn, order, now).await;
+                return Box::pin(after_channel_change(app, txn, order, now)).await;
             }
             super::save(txn, &mut order, now).await?;
             if closed_by_provider {
@@ -591,7 +591,7 @@ pub async fn apply_xrpl_event(
                         // close again.
                         ch.close.clear();
                         note(txn, &order, "ChannelCloseRebuilt", "the channel is still open after the escrow's closing transactions; new ones are built and must be signed again", now).await?;
-                        return after_channel_change(app, txn, order, now).await;
+                        return Box::pin(after_channel_change(app, txn, order, now)).await;
                     }
                     super::save(txn, &mut order, now).await?;
                     Ok(order)
@@ -604,7 +604,7 @@ pub async fn apply_xrpl_event(
                         ch.balance_drops
                     );
                     note(txn, &order, "ChannelClosed", &detail, now).await?;
-                    after_channel_change(app, txn, order, now).await
+                    Box::pin(after_channel_change(app, txn, order, now)).await
                 }
                 None => {
                     super::save(txn, &mut order, now).await?;
@@ -645,19 +645,19 @@ async fn after_channel_change(
             x.prepare_payout(&plan, &app.xrpl, validated)?;
             if cosigns {
                 let ctx = super::system_context(&order, u64::from(validated), now);
-                super::signing::SigningGate::sign_payout(app, txn, &mut order, outcome, &ctx).await?;
+                Box::pin(super::signing::SigningGate::sign_payout(app, txn, &mut order, outcome, &ctx)).await?;
             }
             let nothing_left = xrpl_mut(&mut order)?.payout.as_ref().is_some_and(|p| p.transactions.is_empty());
             if nothing_left {
                 // The channel paid everything there was: nothing to send.
                 let event = EscrowEvent::PayoutConfirmed { txid: String::new() };
-                return transition(app, txn, order, Actor::Chain, &event, now).await;
+                return Box::pin(transition(app, txn, order, Actor::Chain, &event, now)).await;
             }
             super::save_and_hint(app, txn, &mut order, now).await?;
             Ok(order)
         }
         // The provider closed the channel itself: the session is over.
-        None if session_open && closed => crate::metered::settle_closed_channel(app, txn, order, now).await,
+        None if session_open && closed => Box::pin(crate::metered::settle_closed_channel(app, txn, order, now)).await,
         _ => {
             super::save_and_hint(app, txn, &mut order, now).await?;
             Ok(order)

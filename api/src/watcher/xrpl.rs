@@ -216,7 +216,7 @@ impl<S: XrplSource> XrplWatcher<S> {
             }
             events.extend(channel_events);
             for event in events {
-                match apply_xrpl_event(&self.app, &txn, id, event.clone()).await {
+                match Box::pin(apply_xrpl_event(&self.app, &txn, id, event.clone())).await {
                     Ok(updated) => {
                         by_account.insert(address.clone(), updated);
                     }
@@ -309,7 +309,7 @@ impl<S: XrplSource> XrplWatcher<S> {
                 SetupStatus::Ready => {}
             }
             if x.channel.is_some() {
-                sent += self.drive_channel(id, x, validated_ledger.close_time).await?;
+                sent += Box::pin(self.drive_channel(id, x, validated_ledger.close_time)).await?;
             }
             let Some(payout) = &x.payout else { continue };
             if !matches!(order.state, EscrowState::PayingOut { .. }) || payout.all_validated() {
@@ -344,7 +344,7 @@ impl<S: XrplSource> XrplWatcher<S> {
                 let Some(fin) = &ch.create.fin else { return Ok(0) };
                 if ch.create.spec.sequence < x.next_sequence.unwrap_or(0) {
                     let event = XrplChainEvent::ChannelCreateDead { ledger_index: x.ledger_index };
-                    crate::orders::chain::deliver_xrpl_event(&self.app, id, event).await?;
+                    Box::pin(crate::orders::chain::deliver_xrpl_event(&self.app, id, event)).await?;
                     return Ok(0);
                 }
                 sent += self.submit(id, &fin.blob).await?;
@@ -361,7 +361,7 @@ impl<S: XrplSource> XrplWatcher<S> {
                         a.balance_drops.saturating_sub(reserve)
                     });
                     let event = XrplChainEvent::ChannelRead { channel: info, spendable_drops: spendable, ledger_index: validated };
-                    crate::orders::chain::deliver_xrpl_event(&self.app, id, event).await?;
+                    Box::pin(crate::orders::chain::deliver_xrpl_event(&self.app, id, event)).await?;
                     return Ok(0);
                 }
                 if let Some(close) = &ch.provider_close {
