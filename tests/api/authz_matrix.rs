@@ -271,6 +271,7 @@ impl Fixture {
             "submitPayoutSignature" => json!({"orderId": order, "psbt": psbt}),
             "submitStrayRefundSignature" => json!({"orderId": order, "index": 0, "psbt": psbt}),
             "setPayoutDestination" => json!({"orderId": order, "account": "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh"}),
+            "signXrplChannel" => json!({"orderId": order, "signedTransactions": ["00"]}),
             "openDispute" => json!({"orderId": order, "statement": "A second case."}),
             "addDisputeStatement" => json!({"disputeId": dispute, "statement": "More detail."}),
             "decideDispute" => json!({"disputeId": dispute, "providerBps": 5000, "rationale": "Half was delivered."}),
