@@ -498,6 +498,23 @@ pub async fn apply_xrpl_event(
             note(txn, &order, "PayoutShareRefused", &detail, now).await?;
             Ok(order)
         }
+        XrplChainEvent::ChannelCreateApplied { .. }
+        | XrplChainEvent::ChannelCreateDead { .. }
+        | XrplChainEvent::ChannelClaimApplied { .. }
+        | XrplChainEvent::ChannelRead { .. } => Box::pin(apply_channel_event(app, txn, order_id, event)).await,
+    }
+}
+
+
+/// The payment-channel events, apart so that [`apply_xrpl_event`] stays a
+/// small future.
+async fn apply_channel_event(
+    app: &AppState,
+    txn: &sea_orm::DatabaseTransaction,
+    order_id: Uuid,
+    event: XrplChainEvent,
+) -> ApiResult<Order> {
+    match event {
         XrplChainEvent::ChannelCreateApplied { hash, result, ledger_index } => {
             let now = app.clock.now();
             let mut order = load(txn, order_id).await?;
@@ -612,6 +629,7 @@ pub async fn apply_xrpl_event(
                 }
             }
         }
+        other => Err(ApiError::internal(format!("not a channel event: {other:?}"))),
     }
 }
 

@@ -255,7 +255,7 @@ pub async fn transition(
         match effect {
             Effect::PreparePayout { .. } => {}
             Effect::ArbitratorMaySign { outcome, rule } => {
-                let checked = signing::SigningGate::sign_payout(app, txn, &mut order, *outcome, &ctx).await?;
+                let checked = Box::pin(signing::SigningGate::sign_payout(app, txn, &mut order, *outcome, &ctx)).await?;
                 if checked != *rule {
                     return Err(ApiError::internal("signing rule mismatch"));
                 }
@@ -269,7 +269,7 @@ pub async fn transition(
             }
         }
     }
-    if propose_channel(app, txn, &mut order, now).await? {
+    if Box::pin(propose_channel(app, txn, &mut order, now)).await? {
         notes.push("payment channel to the provider proposed and signed by the marketplace".into());
     }
     // The fee rate of every later payout of this escrow is fixed when its

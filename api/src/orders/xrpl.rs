@@ -722,7 +722,9 @@ pub(crate) fn multisig_error(index: usize, e: MultisigError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::orders::channel::ClosedWith;
     use agora_domain::escrow::payout::PayoutBreakdown;
+    use agora_escrow::xrpl::ChannelTxKind;
 
     fn keyring() -> XrplKeyring {
         XrplKeyring::from_secret(&[7u8; 32]).unwrap()
@@ -857,5 +859,122 @@ mod tests {
         assert_eq!(spec.sequence, 13, "a fresh Sequence above every consumed or held one");
         assert!(p.failed.is_empty() && p.finals[0].is_none());
         assert_eq!(p.fees_drops, 120, "the burned fee is accounted for");
+    }
+
+    /// A settlement of a claim of `claimed` (gross) out of `funded` drops, at 2.5 % commission.
+    fn claim_plan(funded: u64, claimed: u64) -> DomainPlan {
+        serde_json::from_value(serde_json::json!({
+            "outcome": "Release",
+            "funded": {"asset": "Xrp", "minor": funded},
+            "excess_to_buyer": 0,
+            "terms": {"provider_bps": 10_000, "commission_bps": 250, "arbitration_fee": 0},
+            "claim": claimed,
+        }))
+        .unwrap()
+    }
+
+    /// A funded metered escrow (next Sequence 10) with its channel open.
+    fn with_open_channel() -> XrplEscrow {
+        let mut x = escrow([10, 11, 12], [50, 50, 50]);
+        x.payout = None;
+        x.funded_drops = 10_000_000;
+        x.propose_channel(&ctx(), 10_000_000, 10).unwrap();
+        x.next_sequence = Some(11);
+        let ch = x.channel.as_mut().unwrap();
+        ch.create.fin = Some(FinalPayout { blob: "C".into(), hash: "HC".into(), signers: Vec::new() });
+        ch.create.result = Some("tesSUCCESS".into());
+        ch.status = ChannelStatus::Open;
+        x
+    }
+
+    #[test]
+    fn a_payout_on_an_open_channel_first_closes_it_delivering_the_providers_share() {
+        let mut x = with_open_channel();
+        let capacity = x.channel.as_ref().unwrap().amount_drops;
+        assert_eq!(capacity, 10_000_000 - 200_000 - 6 * 30, "the deposit less the channel's reserve and the later fees");
+        x.prepare_payout(&claim_plan(10_000_000, 1_000_000), &ctx(), 100).unwrap();
+        assert!(x.payout.is_none(), "nothing is paid from the account while the channel holds the deposit");
+        let close = &x.channel.as_ref().unwrap().close;
+        assert_eq!(close.len(), 2);
+        let kinds: Vec<_> = close.iter().map(|s| (s.spec.kind.clone(), s.spec.sequence, s.spec.last_ledger_sequence)).collect();
+        let id = x.channel.as_ref().unwrap().id;
+        assert_eq!(
+            kinds,
+            [
+                (ChannelTxKind::Claim { channel: id, balance_drops: Some(975_000), close: true }, 11, None),
+                (ChannelTxKind::Claim { channel: id, balance_drops: None, close: false }, 12, None),
+            ],
+            "the provider's share (after commission), then the close; both wait to be signed"
+        );
+        // The provider already redeemed more than the plan's share: the close delivers nothing more.
+        let mut y = with_open_channel();
+        y.channel.as_mut().unwrap().balance_drops = 980_000;
+        y.prepare_payout(&claim_plan(10_000_000, 1_000_000), &ctx(), 100).unwrap();
+        assert_eq!(
+            y.channel.as_ref().unwrap().close[0].spec.kind,
+            ChannelTxKind::Claim { channel: id, balance_drops: None, close: true }
+        );
+    }
+
+    #[test]
+    fn after_the_channel_closes_the_remainder_pays_the_plan_less_what_it_delivered() {
+        let mut x = with_open_channel();
+        let ch = x.channel.as_mut().unwrap();
+        ch.status = ChannelStatus::Closed;
+        ch.balance_drops = 900_000;
+        ch.closed_with = Some(ClosedWith { spendable_drops: 9_099_910, funded_drops: 10_000_000 });
+        x.next_sequence = Some(13);
+        x.funded_drops = 10_000_500; // 500 drops arrived after the channel closed
+        x.prepare_payout(&claim_plan(10_000_000, 1_000_000), &ctx(), 100).unwrap();
+        let p = x.payout.as_ref().unwrap();
+        let paid: Vec<(Recipient, u64, u32)> = p.transactions.iter().map(|t| (t.recipient, t.amount_drops, t.sequence)).collect();
+        let total = 9_099_910 + 500;
+        assert_eq!(
+            paid,
+            [
+                (Recipient::Provider, 75_000, 13),
+                (Recipient::Buyer, total - 75_000 - 25_000 - 90, 14),
+                (Recipient::Marketplace, 25_000, 15),
+            ],
+            "the share the channel did not deliver, the buyer's rest, the commission"
+        );
+        assert_eq!(paid.iter().map(|(_, a, _)| a).sum::<u64>() + p.fees_drops, total, "nothing stays behind");
+
+        // The buyer gave the provider a larger claim directly: that comes out of the buyer's part.
+        let mut y = with_open_channel();
+        let ch = y.channel.as_mut().unwrap();
+        ch.status = ChannelStatus::Closed;
+        ch.balance_drops = 1_200_000;
+        ch.closed_with = Some(ClosedWith { spendable_drops: 8_799_910, funded_drops: 10_000_000 });
+        y.prepare_payout(&claim_plan(10_000_000, 1_000_000), &ctx(), 100).unwrap();
+        let p = y.payout.as_ref().unwrap();
+        let paid: Vec<(Recipient, u64)> = p.transactions.iter().map(|t| (t.recipient, t.amount_drops)).collect();
+        assert_eq!(paid, [(Recipient::Buyer, 8_799_910 - 25_000 - 60), (Recipient::Marketplace, 25_000)]);
+    }
+
+    #[test]
+    fn a_channel_that_can_never_open_gives_way_to_an_ordinary_payout() {
+        let mut x = with_open_channel();
+        let ch = x.channel.as_mut().unwrap();
+        ch.status = ChannelStatus::Proposed;
+        ch.create.fin = None;
+        ch.create.result = None;
+        x.next_sequence = Some(10);
+        assert_eq!(x.allocate_sequences(0, 0, 1), vec![10], "an incomplete create holds no Sequence");
+        x.prepare_payout(&claim_plan(10_000_000, 0), &ctx(), 100).unwrap();
+        assert_eq!(x.channel.as_ref().unwrap().status, ChannelStatus::Abandoned);
+        let p = x.payout.as_ref().unwrap();
+        assert_eq!(p.transactions[0].sequence, 10, "the payout takes the create's Sequence: at most one of them applies");
+
+        // A complete create on its way: the payout waits for it, and its Sequence is held.
+        let mut y = with_open_channel();
+        let ch = y.channel.as_mut().unwrap();
+        ch.status = ChannelStatus::Proposed;
+        ch.create.result = None;
+        y.next_sequence = Some(10);
+        assert_eq!(y.allocate_sequences(0, 0, 1), vec![11]);
+        y.prepare_payout(&claim_plan(10_000_000, 0), &ctx(), 100).unwrap();
+        assert!(y.payout.is_none());
+        assert_eq!(y.channel.as_ref().unwrap().status, ChannelStatus::Proposed);
     }
 }
