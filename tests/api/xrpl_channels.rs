@@ -532,7 +532,72 @@ async fn the_provider_redeems_alone_on_the_ledger(backend: Backend) {
     assert!(txs.iter().all(|t| t["recipient"] != "provider"), "the provider was paid by the channel: {o}");
 }
 
+/// A dispute on an open channel: the arbitrator's split is paid by closing
+/// the channel with the provider's decided share, then the buyer's rest and
+/// the marketplace's fees once it is closed; the marketplace signs each step
+/// under the decision, the provider adds its signature.
+async fn a_decision_on_an_open_channel_closes_it_with_the_decided_share(app: TestApp) {
+    if !xrpl::available() {
+        return;
+    }
+    let arb = crate::disputes::arbitrator(&app, "channel-arbitrator").await;
+    let (provider, buyer, order, _) = open_offline(&app).await;
+    minutes(&app, &provider, &order, 10).await;
+    let claim = claim_everything(&app, &buyer, &order).await;
+    let opened = crate::disputes::open(&app, &order, &buyer.access_token).await.ok()["openDispute"]["dispute"].clone();
+    crate::disputes::decide(&app, &opened, 5_000, &arb.access_token, None).await.ok();
+    app.clock.advance(Duration::hours(73));
+    agora_api::disputes::sweep(&app.state, app.clock.now()).await.unwrap();
+    let o = order_of(&app, &buyer, &order).await;
+    assert!(o["payout"].is_null(), "{o}");
+    let txs = channel(&o)["transactions"].as_array().unwrap().clone();
+    assert_eq!(txs.len(), 3, "{o}");
+    let delivered = drops(&txs[1]["balance"]);
+    assert!(delivered > drops(&claim["channel"]["amount"]), "half of the pool is more than the claim: {o}");
+    assert!(o["arbitratorSignatures"].as_array().unwrap().iter().any(|s| s["rule"] == "arbitration_decision:5000"), "{o}");
+    sign_channel(&app, &provider, &order, &sign_awaiting(&o, PROVIDER_SEED)).await.ok();
+    let o = order_of(&app, &provider, &order).await;
+    let hashes: Vec<String> = channel(&o)["transactions"].as_array().unwrap()[1..].iter().map(|t| t["hash"].as_str().unwrap().to_owned()).collect();
+
+    let oid = uuid_of(&order);
+    let info = |expiration| agora_escrow::source::ChannelInfo {
+        account: o["xrplEscrow"]["account"].as_str().unwrap().to_owned(),
+        destination: PROVIDER_ADDRESS.into(),
+        amount_drops: drops(&channel(&o)["amount"]),
+        balance_drops: delivered,
+        settle_delay: 3_600,
+        public_key: BUYER_PUBLIC_KEY.into(),
+        expiration,
+        cancel_after: None,
+    };
+    let events = [
+        XrplChainEvent::SequenceConsumed { sequence: 1_004, ledger_index: 1_020 },
+        XrplChainEvent::ChannelClaimApplied { hash: hashes[0].clone(), result: "tesSUCCESS".into(), balance_drops: Some(delivered), destination_closed: false, ledger_index: 1_020 },
+        XrplChainEvent::ChannelRead { channel: Some(info(Some(900_000_000))), spendable_drops: 60, ledger_index: 1_020 },
+        XrplChainEvent::SequenceConsumed { sequence: 1_005, ledger_index: 1_030 },
+        XrplChainEvent::ChannelClaimApplied { hash: hashes[1].clone(), result: "tesSUCCESS".into(), balance_drops: None, destination_closed: false, ledger_index: 1_030 },
+    ];
+    for e in events {
+        deliver_xrpl_event(&app.state, oid, e).await.unwrap();
+    }
+    assert_eq!(channel(&order_of(&app, &buyer, &order).await)["expiration"], 900_000_000);
+    let amount = drops(&channel(&o)["amount"]);
+    let spendable = DEPOSIT - amount - 30 - 2 * 30 + (amount - delivered);
+    deliver_xrpl_event(&app.state, oid, XrplChainEvent::ChannelRead { channel: None, spendable_drops: spendable, ledger_index: 1_031 })
+        .await
+        .unwrap();
+    let o = order_of(&app, &buyer, &order).await;
+    assert_eq!(channel(&o)["status"], "CLOSED");
+    let paid: Vec<(&str, u64)> = o["payout"]["xrplTransactions"].as_array().unwrap().iter().map(|t| (t["recipient"].as_str().unwrap(), drops(&t["amount"]))).collect();
+    assert!(paid.iter().all(|(r, _)| *r != "provider"), "the channel paid the provider's share: {paid:?}");
+    let b = &o["payout"]["breakdown"];
+    assert_eq!(paid.iter().map(|(_, a)| a).sum::<u64>() + drops(&b["networkFee"]), spendable, "nothing stays behind: {o}");
+    assert!(drops(&b["commission"]) > 0);
+    assert_eq!(o["payout"]["signedBy"], json!(["MARKETPLACE"]), "co-signed under the decision again once built");
+}
+
 on_both_backends!(
+    a_decision_on_an_open_channel_closes_it_with_the_decided_share,
     a_funded_metered_order_proposes_a_channel_to_the_provider_claimed_by_the_buyer,
     channel_claims_are_one_buyer_signature_and_only_grow,
     the_provider_closes_the_channel_with_its_own_claim,
