@@ -37,6 +37,18 @@ pub enum WalletAction {
         seed: String,
         unsigned_blob: String,
     },
+    /// Sign a payment-channel claim (`nextClaim.channel`) with the key of a
+    /// seed; prints the signature (hex) for `submitClaim`.
+    SignClaim {
+        #[arg(long)]
+        seed: String,
+        /// The channel id (64 hex digits).
+        #[arg(long)]
+        channel: String,
+        /// The claim's amount in drops (cumulative).
+        #[arg(long)]
+        drops: u64,
+    },
     /// Pay XRP from the account of a seed (e.g. a deposit into an escrow account).
     PayXrp {
         #[arg(long)]
@@ -130,6 +142,12 @@ pub async fn run(action: WalletAction, settings: &Settings) -> anyhow::Result<()
         WalletAction::SignXrpl { seed, unsigned_blob } => {
             let key = SigningKey::from_seed(seed.trim())?;
             println!("{}", multisign_blob(&unsigned_blob, &key)?);
+        }
+        WalletAction::SignClaim { seed, channel, drops } => {
+            let key = SigningKey::from_seed(seed.trim())?;
+            let channel = agora_escrow::xrpl::ChannelId::parse(&channel)?;
+            let signature = agora_escrow::xrpl::sign_claim(&key, &channel, drops)?;
+            println!("{}", hex::encode_upper(signature));
         }
         WalletAction::PayXrp { seed, to, drops, ws, rpc } => {
             let key = SigningKey::from_seed(seed.trim())?;
