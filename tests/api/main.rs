@@ -47,6 +47,7 @@ mod schema;
 mod search;
 mod subscriptions;
 mod watcher_election;
+mod xrpl_channel_model;
 mod xrpl_channels;
 mod xrpl_liveness;
 mod xrpl_model;

@@ -26,10 +26,10 @@ const FIELDS: &str = "id status
     arbitratorSignatures { rule outcome }
     history { event detail }";
 const CLAIM: &str = "cumulative providerAmount commission buyerAmount networkFee txid channel { channelId amount message }";
-const PRICE_PER_MINUTE: u64 = 100_000;
-const DEPOSIT: u64 = 10_000_000;
+pub(crate) const PRICE_PER_MINUTE: u64 = 100_000;
+pub(crate) const DEPOSIT: u64 = 10_000_000;
 
-fn drops(v: &Value) -> u64 {
+pub(crate) fn drops(v: &Value) -> u64 {
     v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an amount: {v}"))
 }
 
@@ -44,7 +44,7 @@ fn assert_refused(resp: &GqlResponse, code: &str, reason: &str) {
 }
 
 /// A 0.1 XRP/minute expert consultation ordered with a 10 XRP deposit.
-async fn place_consultation(app: &TestApp) -> (Session, Session, Value) {
+pub(crate) async fn place_consultation(app: &TestApp) -> (Session, Session, Value) {
     let (provider, _) = app.new_provider("expert").await;
     app.gql(
         REGISTER_KEY,
@@ -80,17 +80,17 @@ async fn place_consultation(app: &TestApp) -> (Session, Session, Value) {
     (provider, buyer, order)
 }
 
-async fn order_of(app: &TestApp, who: &Session, order: &Value) -> Value {
+pub(crate) async fn order_of(app: &TestApp, who: &Session, order: &Value) -> Value {
     let q = format!("query($id: ID!) {{ order(id: $id) {{ {FIELDS} }} }}");
     app.gql(&q, json!({"id": order["id"]}), Some(&who.access_token)).await.ok()["order"].clone()
 }
 
-fn channel(o: &Value) -> &Value {
+pub(crate) fn channel(o: &Value) -> &Value {
     &o["xrplEscrow"]["channel"]
 }
 
 /// Multisigns every channel transaction waiting for a signature with `seed`.
-fn sign_awaiting(o: &Value, seed: &str) -> Vec<String> {
+pub(crate) fn sign_awaiting(o: &Value, seed: &str) -> Vec<String> {
     channel(o)["transactions"]
         .as_array()
         .unwrap()
@@ -100,12 +100,12 @@ fn sign_awaiting(o: &Value, seed: &str) -> Vec<String> {
         .collect()
 }
 
-async fn sign_channel(app: &TestApp, who: &Session, order: &Value, blobs: &[String]) -> GqlResponse {
+pub(crate) async fn sign_channel(app: &TestApp, who: &Session, order: &Value, blobs: &[String]) -> GqlResponse {
     let q = "mutation($i: SignXrplChannelInput!) { signXrplChannel(input: $i) { order { id } } }";
     app.gql(q, json!({"i": {"orderId": order["id"], "signedTransactions": blobs}}), Some(&who.access_token)).await
 }
 
-async fn minutes(app: &TestApp, provider: &Session, order: &Value, n: u64) {
+pub(crate) async fn minutes(app: &TestApp, provider: &Session, order: &Value, n: u64) {
     let q = "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { record { amount } } }";
     let at = app.state.clock.now();
     app.gql(q, json!({"i": {"orderId": order["id"], "quantity": n.to_string(), "at": at}}), Some(&provider.access_token))
@@ -113,19 +113,19 @@ async fn minutes(app: &TestApp, provider: &Session, order: &Value, n: u64) {
         .ok();
 }
 
-async fn next_claim(app: &TestApp, buyer: &Session, order: &Value) -> GqlResponse {
+pub(crate) async fn next_claim(app: &TestApp, buyer: &Session, order: &Value) -> GqlResponse {
     let q = format!("query($id: ID!) {{ nextClaim(orderId: $id) {{ {CLAIM} }} }}");
     app.gql(&q, json!({"id": order["id"]}), Some(&buyer.access_token)).await
 }
 
-async fn submit_claim(app: &TestApp, buyer: &Session, order: &Value, channel: &str, amount: u64, signature: &str) -> GqlResponse {
+pub(crate) async fn submit_claim(app: &TestApp, buyer: &Session, order: &Value, channel: &str, amount: u64, signature: &str) -> GqlResponse {
     let q = "mutation($i: SubmitClaimInput!) { submitClaim(input: $i) { session { latestClaim latestClaimTxid latestChannelClaim { channelId amount signature publicKey } } } }";
     let claim = json!({"channel": channel, "amount": amount.to_string(), "signature": signature});
     app.gql(q, json!({"i": {"orderId": order["id"], "channelClaim": claim}}), Some(&buyer.access_token)).await
 }
 
 /// The buyer signs `nextClaim` with xrpl-py and submits it; returns the claim.
-async fn claim_everything(app: &TestApp, buyer: &Session, order: &Value) -> Value {
+pub(crate) async fn claim_everything(app: &TestApp, buyer: &Session, order: &Value) -> Value {
     let c = next_claim(app, buyer, order).await.ok()["nextClaim"].clone();
     let ch = &c["channel"];
     let (id, amount) = (ch["channelId"].as_str().unwrap(), drops(&ch["amount"]));
@@ -134,7 +134,7 @@ async fn claim_everything(app: &TestApp, buyer: &Session, order: &Value) -> Valu
     c
 }
 
-async fn close_session(app: &TestApp, provider: &Session, order: &Value, blobs: Option<Vec<String>>) -> GqlResponse {
+pub(crate) async fn close_session(app: &TestApp, provider: &Session, order: &Value, blobs: Option<Vec<String>>) -> GqlResponse {
     let q = "mutation($i: CloseSessionInput!) { closeSession(input: $i) { session { closed } order { status } } }";
     let mut input = json!({"orderId": order["id"]});
     if let Some(b) = blobs {
@@ -145,7 +145,7 @@ async fn close_session(app: &TestApp, provider: &Session, order: &Value, blobs: 
 
 /// The provider's own PaymentChannelClaim (single-signed by `seed`) redeeming
 /// `balance` with the buyer's `signature`, closing the channel when `close`.
-fn destination_claim(seed: &str, channel: &str, balance: u64, signature: &str, close: bool, sequence: u32) -> String {
+pub(crate) fn destination_claim(seed: &str, channel: &str, balance: u64, signature: &str, close: bool, sequence: u32) -> String {
     let tx = json!({
         "TransactionType": "PaymentChannelClaim",
         "Account": PROVIDER_ADDRESS,
