@@ -29,7 +29,7 @@ fn amount(v: &Value) -> u64 {
 }
 
 #[track_caller]
-fn assert_refused(resp: &GqlResponse, code: &str, reason: &str) {
+pub(crate) fn assert_refused(resp: &GqlResponse, code: &str, reason: &str) {
     assert_eq!(
         (resp.error_code(), resp.error()["extensions"]["reason"].as_str()),
         (Some(code), Some(reason)),

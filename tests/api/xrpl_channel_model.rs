@@ -13,7 +13,7 @@
 //! - the order never ends without a cause (no CANCELLED/EXPIRED/REFUNDED).
 
 use agora_domain::clock::Clock;
-use agora_tests::xrpl::{self, BUYER_ADDRESS, BUYER_SEED, PROVIDER_ADDRESS, PROVIDER_SEED};
+use agora_tests::xrpl::{self, BUYER_SEED, PROVIDER_ADDRESS, PROVIDER_SEED};
 use agora_tests::{Backend, Session, TestApp};
 use chrono::Duration;
 use rand::rngs::StdRng;
@@ -22,8 +22,7 @@ use serde_json::{json, Value};
 
 use crate::chains_xrpl::{catch_up, pay_deposit, tick};
 use crate::xrpl_channels::{
-    channel, claim_everything, close_session, destination_claim, drops, minutes, order_of, place_consultation, sign_awaiting, sign_channel,
-    DEPOSIT,
+    channel, claim_everything, close_session, destination_claim, drops, funded_on_the_ledger, minutes, order_of, sign_awaiting, sign_channel,
 };
 
 type Watcher = agora_api::watcher::xrpl::XrplWatcher<agora_escrow::source::rippled::RippledSource>;
@@ -235,23 +234,8 @@ async fn run(seed: u64) {
     if !xrpl::available() {
         return;
     }
-    let app = TestApp::spawn_with_chains(Backend::Sqlite).await;
-    let chains = app.chains().clone();
-    let source = agora_escrow::source::rippled::RippledSource::connect(&chains.xrpl_ws_url, &chains.xrpl_rpc_url).await.unwrap();
-    let watcher = Watcher::new(app.state.clone(), source);
-    chains.xrpl.faucet(BUYER_ADDRESS, 100_000_000).unwrap();
-    chains.xrpl.faucet(PROVIDER_ADDRESS, 20_000_000).unwrap();
-    chains.xrpl.close_ledger();
-    catch_up(&watcher).await;
-    let (provider, buyer, order) = place_consultation(&app).await;
-    watcher.submit_pending().await.unwrap();
-    for _ in 0..3 {
-        tick(&app, &watcher).await;
-    }
-    let escrow = order_of(&app, &buyer, &order).await["xrplEscrow"]["account"].as_str().unwrap().to_owned();
-    pay_deposit(&app, &escrow, DEPOSIT).await;
-    tick(&app, &watcher).await;
-    let provider_start = chains.xrpl.account(PROVIDER_ADDRESS).unwrap().balance_drops;
+    let (app, watcher, provider, buyer, order, escrow) = funded_on_the_ledger(Backend::Sqlite).await;
+    let provider_start = app.chains().xrpl.account(PROVIDER_ADDRESS).unwrap().balance_drops;
     let mut w = World {
         app,
         watcher,

@@ -14,6 +14,7 @@ use chrono::Duration;
 use serde_json::{json, Value};
 
 use crate::chains_xrpl::{catch_up, pay_deposit, tick};
+use crate::metered::assert_refused;
 use crate::orders_xrpl::uuid_of;
 
 const REGISTER_KEY: &str = "mutation($i: RegisterEscrowKeyInput!) { registerEscrowKey(input: $i) { escrowKey { id } } }";
@@ -33,15 +34,6 @@ pub(crate) fn drops(v: &Value) -> u64 {
     v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an amount: {v}"))
 }
 
-#[track_caller]
-fn assert_refused(resp: &GqlResponse, code: &str, reason: &str) {
-    assert_eq!(
-        (resp.error_code(), resp.error()["extensions"]["reason"].as_str()),
-        (Some(code), Some(reason)),
-        "{}",
-        serde_json::to_string_pretty(&resp.body).unwrap_or_default()
-    );
-}
 
 /// A 0.1 XRP/minute expert consultation ordered with a 10 XRP deposit.
 pub(crate) async fn place_consultation(app: &TestApp) -> (Session, Session, Value) {
@@ -159,6 +151,29 @@ pub(crate) fn destination_claim(seed: &str, channel: &str, balance: u64, signatu
         "Sequence": sequence,
     });
     xrpl::sign_single(seed, &tx.to_string())
+}
+
+/// The consultation on the local XRP Ledger with the real watcher: the escrow
+/// account set up and the deposit paid (the order is FUNDED, its channel
+/// proposed). Returns (app, watcher, provider, buyer, order, escrow account).
+pub(crate) async fn funded_on_the_ledger(backend: Backend) -> (TestApp, XrplWatcher<RippledSource>, Session, Session, Value, String) {
+    let app = TestApp::spawn_with_chains(backend).await;
+    let chains = app.chains().clone();
+    let source = RippledSource::connect(&chains.xrpl_ws_url, &chains.xrpl_rpc_url).await.unwrap();
+    let watcher = XrplWatcher::new(app.state.clone(), source);
+    chains.xrpl.faucet(BUYER_ADDRESS, 100_000_000).unwrap();
+    chains.xrpl.faucet(PROVIDER_ADDRESS, 20_000_000).unwrap();
+    chains.xrpl.close_ledger();
+    catch_up(&watcher).await;
+    let (provider, buyer, order) = place_consultation(&app).await;
+    watcher.submit_pending().await.unwrap();
+    for _ in 0..3 {
+        tick(&app, &watcher).await;
+    }
+    let escrow = order_of(&app, &buyer, &order).await["xrplEscrow"]["account"].as_str().unwrap().to_owned();
+    pay_deposit(&app, &escrow, DEPOSIT).await;
+    tick(&app, &watcher).await;
+    (app, watcher, provider, buyer, order, escrow)
 }
 
 /// The consultation funded through chain events (no ledger): the channel is
@@ -374,22 +389,8 @@ async fn a_consultation_paid_per_minute_settles_on_the_ledger_after_the_provider
 }
 
 async fn consultation_on_the_ledger(backend: Backend) {
-    let app = TestApp::spawn_with_chains(backend).await;
+    let (app, watcher, provider, buyer, order, escrow) = funded_on_the_ledger(backend).await;
     let chains = app.chains().clone();
-    let source = RippledSource::connect(&chains.xrpl_ws_url, &chains.xrpl_rpc_url).await.unwrap();
-    let watcher = XrplWatcher::new(app.state.clone(), source);
-    chains.xrpl.faucet(BUYER_ADDRESS, 100_000_000).unwrap();
-    chains.xrpl.faucet(PROVIDER_ADDRESS, 20_000_000).unwrap();
-    chains.xrpl.close_ledger();
-    catch_up(&watcher).await;
-    let (provider, buyer, order) = place_consultation(&app).await;
-    watcher.submit_pending().await.unwrap();
-    for _ in 0..3 {
-        tick(&app, &watcher).await;
-    }
-    let escrow = order_of(&app, &buyer, &order).await["xrplEscrow"]["account"].as_str().unwrap().to_owned();
-    pay_deposit(&app, &escrow, DEPOSIT).await;
-    tick(&app, &watcher).await;
     let o = order_of(&app, &buyer, &order).await;
     assert_eq!(o["status"], "FUNDED");
     sign_channel(&app, &buyer, &order, &sign_awaiting(&o, BUYER_SEED)).await.ok();
@@ -480,22 +481,8 @@ async fn the_provider_redeems_alone_on_the_ledger(backend: Backend) {
     if !xrpl::available() {
         return;
     }
-    let app = TestApp::spawn_with_chains(backend).await;
+    let (app, watcher, provider, buyer, order, _) = funded_on_the_ledger(backend).await;
     let chains = app.chains().clone();
-    let source = RippledSource::connect(&chains.xrpl_ws_url, &chains.xrpl_rpc_url).await.unwrap();
-    let watcher = XrplWatcher::new(app.state.clone(), source);
-    chains.xrpl.faucet(BUYER_ADDRESS, 100_000_000).unwrap();
-    chains.xrpl.faucet(PROVIDER_ADDRESS, 20_000_000).unwrap();
-    chains.xrpl.close_ledger();
-    catch_up(&watcher).await;
-    let (provider, buyer, order) = place_consultation(&app).await;
-    watcher.submit_pending().await.unwrap();
-    for _ in 0..3 {
-        tick(&app, &watcher).await;
-    }
-    let escrow = order_of(&app, &buyer, &order).await["xrplEscrow"]["account"].as_str().unwrap().to_owned();
-    pay_deposit(&app, &escrow, DEPOSIT).await;
-    tick(&app, &watcher).await;
     // The provider co-signs the create this time.
     let o = order_of(&app, &provider, &order).await;
     sign_channel(&app, &provider, &order, &sign_awaiting(&o, PROVIDER_SEED)).await.ok();

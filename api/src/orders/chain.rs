@@ -517,9 +517,8 @@ async fn apply_channel_event(
     match event {
         XrplChainEvent::ChannelCreateApplied { hash, result, ledger_index } => {
             let now = app.clock.now();
-            let mut order = load(txn, order_id).await?;
+            let mut order = load_seen(txn, order_id, ledger_index).await?;
             let x = xrpl_mut(&mut order)?;
-            x.ledger_index = x.ledger_index.max(ledger_index);
             let ch = channel_mut(x)?;
             if !ch.create.fin.as_ref().is_some_and(|f| f.hash.eq_ignore_ascii_case(&hash)) || ch.create.applied() {
                 return Ok(order);
@@ -537,9 +536,8 @@ async fn apply_channel_event(
         }
         XrplChainEvent::ChannelCreateDead { ledger_index } => {
             let now = app.clock.now();
-            let mut order = load(txn, order_id).await?;
+            let mut order = load_seen(txn, order_id, ledger_index).await?;
             let x = xrpl_mut(&mut order)?;
-            x.ledger_index = x.ledger_index.max(ledger_index);
             let ch = channel_mut(x)?;
             if ch.status != ChannelStatus::Proposed {
                 return Ok(order);
@@ -556,9 +554,8 @@ async fn apply_channel_event(
             ledger_index,
         } => {
             let now = app.clock.now();
-            let mut order = load(txn, order_id).await?;
+            let mut order = load_seen(txn, order_id, ledger_index).await?;
             let x = xrpl_mut(&mut order)?;
-            x.ledger_index = x.ledger_index.max(ledger_index);
             let ch = channel_mut(x)?;
             let mut close_failed = false;
             for step in ch.close.iter_mut() {
@@ -592,9 +589,8 @@ async fn apply_channel_event(
             ledger_index,
         } => {
             let now = app.clock.now();
-            let mut order = load(txn, order_id).await?;
+            let mut order = load_seen(txn, order_id, ledger_index).await?;
             let x = xrpl_mut(&mut order)?;
-            x.ledger_index = x.ledger_index.max(ledger_index);
             let funded_drops = x.funded_drops;
             let ch = channel_mut(x)?;
             ch.recheck = false;
@@ -631,6 +627,14 @@ async fn apply_channel_event(
         }
         other => Err(ApiError::internal(format!("not a channel event: {other:?}"))),
     }
+}
+
+/// The order, with `ledger_index` recorded as seen by its escrow.
+async fn load_seen(txn: &sea_orm::DatabaseTransaction, order_id: Uuid, ledger_index: u32) -> ApiResult<Order> {
+    let mut order = load(txn, order_id).await?;
+    let x = xrpl_mut(&mut order)?;
+    x.ledger_index = x.ledger_index.max(ledger_index);
+    Ok(order)
 }
 
 fn channel_mut(x: &mut XrplEscrow) -> ApiResult<&mut super::channel::XrplChannel> {
