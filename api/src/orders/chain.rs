@@ -655,7 +655,7 @@ async fn after_channel_change(
 ) -> ApiResult<Order> {
     let validated = u32::try_from(app.tips.xrpl()).unwrap_or(u32::MAX);
     let paying = match &order.state {
-        EscrowState::PayingOut { payout, .. } => Some((payout.plan.clone(), payout.outcome())),
+        EscrowState::PayingOut { payout, .. } => Some((payout.plan, payout.outcome())),
         _ => None,
     };
     let session_open = matches!(order.state, EscrowState::Funded { .. } | EscrowState::Delivered { .. });
