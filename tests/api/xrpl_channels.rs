@@ -583,6 +583,51 @@ async fn a_decision_on_an_open_channel_closes_it_with_the_decided_share(app: Tes
     assert_eq!(o["payout"]["signedBy"], json!(["MARKETPLACE"]), "co-signed under the decision again once built");
 }
 
+/// The provider hands in its closing claim, then spends that Sequence on
+/// another transaction before it is sent: the ledger refuses the claim for
+/// good, and the escrow closes the channel itself, delivering the latest
+/// claim, so the buyer's rest is not held hostage.
+async fn a_closing_claim_the_provider_voids_gives_way_to_the_escrows_close(backend: Backend) {
+    if !xrpl::available() {
+        return;
+    }
+    let (app, watcher, provider, buyer, order, _) = funded_on_the_ledger(backend).await;
+    let chains = app.chains().clone();
+    let o = order_of(&app, &buyer, &order).await;
+    sign_channel(&app, &buyer, &order, &sign_awaiting(&o, BUYER_SEED)).await.ok();
+    tick(&app, &watcher).await;
+    tick(&app, &watcher).await;
+    let id = channel(&order_of(&app, &buyer, &order).await)["id"].as_str().unwrap().to_owned();
+    minutes(&app, &provider, &order, 5).await;
+    let claim = claim_everything(&app, &buyer, &order).await;
+    let amount = drops(&claim["channel"]["amount"]);
+    let signature = xrpl::sign_claim(BUYER_SEED, &id, amount);
+    let sequence = chains.xrpl.account(PROVIDER_ADDRESS).unwrap().sequence;
+    close_session(&app, &provider, &order, Some(vec![destination_claim(PROVIDER_SEED, &id, amount, &signature, true, sequence)])).await.ok();
+    // The provider's account uses that Sequence first.
+    let other = json!({"TransactionType": "AccountSet", "Account": PROVIDER_ADDRESS, "Fee": "12", "Flags": 0, "Sequence": sequence});
+    assert!(chains.xrpl.submit(&xrpl::sign_single(PROVIDER_SEED, &other.to_string())).accepted());
+    chains.xrpl.close_ledger();
+    for _ in 0..2 {
+        tick(&app, &watcher).await;
+    }
+    let o = order_of(&app, &buyer, &order).await;
+    assert!(o["history"].as_array().unwrap().iter().any(|e| e["event"] == "ProviderCloseRefused"), "{o}");
+    let ch = channel(&o);
+    assert!(ch["providerCloseHash"].is_null());
+    let kinds: Vec<&str> = ch["transactions"].as_array().unwrap().iter().map(|t| t["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["CREATE", "REQUEST_CLOSE", "CLOSE"], "{o}");
+    assert_eq!(drops(&ch["transactions"][1]["balance"]), amount);
+    assert_eq!(ch["transactions"][1]["signedBy"], json!(["arbitrator"]));
+    // The buyer completes the close; the provider gets its claim anyway.
+    let before = chains.xrpl.account(PROVIDER_ADDRESS).unwrap().balance_drops;
+    sign_channel(&app, &buyer, &order, &sign_awaiting(&o, BUYER_SEED)).await.ok();
+    for _ in 0..3 {
+        tick(&app, &watcher).await;
+    }
+    assert_eq!(chains.xrpl.account(PROVIDER_ADDRESS).unwrap().balance_drops - before, amount);
+}
+
 on_both_backends!(
     a_decision_on_an_open_channel_closes_it_with_the_decided_share,
     a_funded_metered_order_proposes_a_channel_to_the_provider_claimed_by_the_buyer,
@@ -591,6 +636,7 @@ on_both_backends!(
 );
 
 chain_tests!(
+    a_closing_claim_the_provider_voids_gives_way_to_the_escrows_close,
     a_consultation_paid_per_minute_settles_on_the_ledger_after_the_provider_vanishes,
     the_provider_redeems_alone_on_the_ledger,
 );

@@ -259,6 +259,11 @@ pub enum XrplChainEvent {
         destination_closed: bool,
         ledger_index: u32,
     },
+    /// The provider's own closing claim (from `closeSession`) can never apply:
+    /// the ledger refused it (its Sequence went to another of the provider's
+    /// transactions, say) while the channel is still open. The escrow closes
+    /// the channel instead.
+    ProviderCloseDead { result: String, ledger_index: u32 },
     /// The channel as the validated ledger shows it (`None`: closed), with
     /// what the escrow account holds above its reserve.
     ChannelRead {
@@ -501,6 +506,7 @@ pub async fn apply_xrpl_event(
         XrplChainEvent::ChannelCreateApplied { .. }
         | XrplChainEvent::ChannelCreateDead { .. }
         | XrplChainEvent::ChannelClaimApplied { .. }
+        | XrplChainEvent::ProviderCloseDead { .. }
         | XrplChainEvent::ChannelRead { .. } => Box::pin(apply_channel_event(app, txn, order_id, event)).await,
     }
 }
@@ -624,6 +630,17 @@ async fn apply_channel_event(
                     Ok(order)
                 }
             }
+        }
+        XrplChainEvent::ProviderCloseDead { result, ledger_index } => {
+            let now = app.clock.now();
+            let mut order = load_seen(txn, order_id, ledger_index).await?;
+            let ch = channel_mut(xrpl_mut(&mut order)?)?;
+            if ch.status != ChannelStatus::Open || ch.provider_close.take().is_none() {
+                return Ok(order);
+            }
+            let detail = format!("the ledger refused the provider's closing claim ({result}); the escrow closes the channel, delivering the latest claim");
+            note(txn, &order, "ProviderCloseRefused", &detail, now).await?;
+            Box::pin(after_channel_change(app, txn, order, now)).await
         }
         other => Err(ApiError::internal(format!("not a channel event: {other:?}"))),
     }

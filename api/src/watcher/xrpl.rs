@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_domain::escrow::EscrowState;
-use agora_escrow::source::{Ledger, SourceError, XrplSource};
+use agora_escrow::source::{Ledger, LedgerId, SourceError, XrplSource};
 use agora_escrow::xrpl::{last_ledger_sequence_of, sequence_of, SignedTx};
 use agora_persistence::chain::{self, ScannedBlock};
 use agora_persistence::orders as order_store;
@@ -309,7 +309,7 @@ impl<S: XrplSource> XrplWatcher<S> {
                 SetupStatus::Ready => {}
             }
             if x.channel.is_some() {
-                sent += Box::pin(self.drive_channel(id, x, validated_ledger.close_time)).await?;
+                sent += Box::pin(self.drive_channel(id, x, &validated_ledger, scanned)).await?;
             }
             let Some(payout) = &x.payout else { continue };
             if !matches!(order.state, EscrowState::PayingOut { .. }) || payout.all_validated() {
@@ -335,8 +335,9 @@ impl<S: XrplSource> XrplWatcher<S> {
     /// touched it, sends the provider's own closing claim, and the escrow's
     /// closing transactions — the second only once the ledger's close time
     /// (`close_time`) passed the `Expiration` the first one set.
-    async fn drive_channel(&self, id: Uuid, x: &XrplEscrow, close_time: u32) -> Result<usize, WatchError> {
+    async fn drive_channel(&self, id: Uuid, x: &XrplEscrow, validated: &LedgerId, scanned: u32) -> Result<usize, WatchError> {
         use crate::orders::channel::ChannelStatus;
+        let close_time = validated.close_time;
         let Some(ch) = &x.channel else { return Ok(0) };
         let mut sent = 0;
         match ch.status {
@@ -365,7 +366,27 @@ impl<S: XrplSource> XrplWatcher<S> {
                     return Ok(0);
                 }
                 if let Some(close) = &ch.provider_close {
-                    sent += self.submit(id, &close.blob).await?;
+                    match self.source.submit(&close.blob).await {
+                        Ok(outcome) if outcome.accepted() => sent += 1,
+                        // Refused for good while the channel is open and every
+                        // validated ledger was scanned (had it applied, the scan
+                        // would have seen it and the channel be read closed).
+                        Ok(outcome)
+                            if scanned >= validated.index && (outcome.engine_result.starts_with("tef") || outcome.engine_result.starts_with("tem")) =>
+                        {
+                            let event = XrplChainEvent::ProviderCloseDead { result: outcome.engine_result, ledger_index: validated.index };
+                            Box::pin(crate::orders::chain::deliver_xrpl_event(&self.app, id, event)).await?;
+                            return Ok(sent);
+                        }
+                        Ok(_) => {}
+                        Err(SourceError::Rejected(reason)) if scanned >= validated.index => {
+                            let event = XrplChainEvent::ProviderCloseDead { result: reason, ledger_index: validated.index };
+                            Box::pin(crate::orders::chain::deliver_xrpl_event(&self.app, id, event)).await?;
+                            return Ok(sent);
+                        }
+                        Err(SourceError::Rejected(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 let (first, second) = (ch.close.first(), ch.close.get(1));
                 if let Some(fin) = first.filter(|s| !s.applied()).and_then(|s| s.fin.as_ref()) {
