@@ -463,6 +463,11 @@ async fn consultation_on_the_ledger(backend: Backend) {
     }
     let o = order_of(&app, &buyer, &order).await;
     assert_eq!(o["status"], "SETTLED", "{o}");
+    // Every marketplace signature is in the audit log: the create, the two
+    // closes (one row), the remainder.
+    let rules: Vec<&str> = o["arbitratorSignatures"].as_array().unwrap().iter().map(|s| s["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules.len(), 3, "{rules:?}");
+    assert!(rules[0].starts_with("channel_open:") && rules[1].starts_with("latest_claim:") && rules[2].starts_with("latest_claim:"), "{rules:?}");
     let buyer_after = chains.xrpl.account(BUYER_ADDRESS).unwrap().balance_drops;
     let to_marketplace: u64 = payments.iter().filter(|t| t["recipient"] == "marketplace").map(|t| drops(&t["amount"])).sum();
     assert_eq!(to_marketplace, commission);
