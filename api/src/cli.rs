@@ -70,6 +70,9 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Benchmark: decoding a generated block against decoding and matching it
+    /// with the watch index (see BENCHMARKS.md). Touches no database or chain.
+    BenchWatcher(crate::watcher::bench::BenchWatcherArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -32,7 +32,19 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::CreateAdmin { email } => create_admin(&settings, &email).await,
         Command::Keys { action } => keys(action),
+        Command::BenchWatcher(args) => bench_watcher(&args),
     }
+}
+
+fn bench_watcher(args: &agora_api::watcher::bench::BenchWatcherArgs) -> anyhow::Result<()> {
+    let r = agora_api::watcher::bench::run(args)?;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    println!("block: {} transactions, {} bytes; index: {} watched scripts and outpoints, built in {:.0} ms", args.txs, r.block_bytes, args.scripts, ms(r.index_build));
+    println!("matched: {} outputs, {} spends", r.matched_outputs, r.matched_spends);
+    println!("decode only (median of {}):    {:.3} ms", args.rounds, ms(r.decode));
+    println!("decode + match (median of {}): {:.3} ms", args.rounds, ms(r.decode_and_match));
+    println!("ratio: {:.2} (target at most 1.5)", r.ratio());
+    Ok(())
 }
 
 fn keys(action: KeysAction) -> anyhow::Result<()> {

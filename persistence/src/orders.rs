@@ -172,6 +172,31 @@ pub async fn orders_on_chain<C: ConnectionTrait>(db: &C, chain: &str) -> Result<
         .collect()
 }
 
+/// Up to `limit` orders on `chain` whose marketplace key index is above
+/// `after` (all when `None`), by key index: the watcher builds its index with
+/// these pages and then asks only for orders placed since. Key indexes are
+/// handed out one above the highest committed one, so no order can later
+/// commit below an index already seen.
+pub async fn orders_on_chain_after_key_index<C: ConnectionTrait>(
+    db: &C,
+    chain: &str,
+    after: Option<u32>,
+    limit: u64,
+) -> Result<Vec<OrderRecord>, StoreError> {
+    let mut query = orders::Entity::find().filter(orders::Column::Chain.eq(chain));
+    if let Some(after) = after {
+        query = query.filter(orders::Column::ArbitratorKeyIndex.gt(i64::from(after)));
+    }
+    query
+        .order_by_asc(orders::Column::ArbitratorKeyIndex)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(TryInto::try_into)
+        .collect()
+}
+
 /// Stores a new state if the order is still at `expected_version`.
 pub async fn update_order<C: ConnectionTrait>(
     db: &C,

@@ -4,6 +4,12 @@
 //! block whose parent is not the cursor is a reorg: it walks back to the fork
 //! point, reverts the escrows' chain-derived state, and scans the new branch.
 //! The broadcaster sends finished payouts until they confirm.
+//!
+//! What to match comes from an in-memory [`WatchIndex`], built when the
+//! watcher starts (becomes leader) and kept current without reloading: orders
+//! placed since are added before each block, the entries of the orders a block
+//! or a reorg changed are replaced once its transaction committed. Only the
+//! orders a block touches, or that wait on the height, are loaded.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,10 +20,11 @@ use agora_domain::money::BasisPoints;
 use agora_escrow::source::{BitcoinSource, SourceError};
 use agora_persistence::chain::{self, ScannedBlock};
 use agora_persistence::orders as order_store;
-use bitcoin::{Block, OutPoint, ScriptBuf, Transaction, Txid};
+use bitcoin::{Block, OutPoint, Transaction, Txid};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
+use super::bitcoin_index::{WatchEntry, WatchIndex};
 use super::lock::WatcherLock;
 use super::{note, WatchError};
 use crate::graphql::context::AppState;
@@ -31,6 +38,8 @@ const CHAIN: &str = "bitcoin";
 const KEEP_BLOCKS: u64 = 1_000;
 /// How often an unconfirmed payout is sent again.
 const REBROADCAST_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+/// Orders read per query while the watch index is built.
+const INDEX_PAGE: u64 = 5_000;
 /// How long a broadcast payout may stay unconfirmed before a fee bump is considered.
 pub const BUMP_AFTER: chrono::Duration = chrono::Duration::minutes(30);
 
@@ -50,13 +59,9 @@ pub struct BitcoinWatcher<S> {
     start_height: Option<u64>,
     /// Crash-safety tests: fail after applying this many order events of a block.
     fail_after_events: Option<usize>,
-}
-
-/// The escrows being watched: scripts to match outputs, outpoints to match spends.
-struct WatchList {
-    by_script: HashMap<ScriptBuf, Uuid>,
-    by_outpoint: HashMap<OutPoint, Uuid>,
-    orders: Vec<Order>,
+    /// Built on the first step; `None` again whenever it may disagree with the
+    /// database (a commit whose outcome is unknown). Held for a whole step.
+    index: tokio::sync::Mutex<Option<WatchIndex>>,
 }
 
 fn btc_of(order: &Order) -> Option<&BtcEscrow> {
@@ -73,6 +78,7 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
             source,
             start_height: None,
             fail_after_events: None,
+            index: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -92,34 +98,37 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
         &self.source
     }
 
-    async fn watch_list(&self, txn: &DatabaseTransaction) -> Result<WatchList, WatchError> {
-        let mut list = WatchList {
-            by_script: HashMap::new(),
-            by_outpoint: HashMap::new(),
-            orders: Vec::new(),
-        };
-        // Settled escrows stay watched: funds sent to them later are strays
-        // to refund, and their stray refunds must be seen to confirm.
-        for record in order_store::orders_on_chain(txn, CHAIN).await? {
-            let order = Order::from_record(record)?;
-            if let Some(btc) = btc_of(&order) {
-                let address = btc
-                    .address
-                    .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
-                    .map_err(|e| WatchError::Store(e.to_string()))?
-                    .assume_checked();
-                list.by_script.insert(address.script_pubkey(), order.id());
-                for u in btc.funding.iter().chain(btc.strays.iter().map(|s| &s.utxo)) {
-                    list.by_outpoint.insert(OutPoint::new(u.txid, u.vout), order.id());
-                }
-                list.orders.push(order);
+    /// The watch index, built from every order on the chain if there is none
+    /// yet (or the chain cursor moved without it: another watcher led in
+    /// between), then brought up to date with the orders placed since.
+    async fn current_index<'g, C: sea_orm::ConnectionTrait>(
+        &self,
+        guard: &'g mut Option<WatchIndex>,
+        db: &C,
+    ) -> Result<&'g mut WatchIndex, WatchError> {
+        let cursor = cursor_key(chain::cursor(db, CHAIN).await?);
+        if guard.as_ref().is_some_and(|i| i.cursor() != cursor.as_ref()) {
+            tracing::info!(chain = CHAIN, "the chain cursor moved without this watcher; rebuilding the watch index");
+            *guard = None;
+        }
+        match guard.as_mut() {
+            Some(index) => add_orders_since(index, db).await?,
+            None => {
+                // Built aside: a failure half-way leaves no partial index behind.
+                let started = std::time::Instant::now();
+                let mut index = WatchIndex::new();
+                index.set_cursor(cursor);
+                add_orders_since(&mut index, db).await?;
+                tracing::info!(chain = CHAIN, orders = index.len(), elapsed.ms = started.elapsed().as_millis() as u64, "watch index built");
+                *guard = Some(index);
             }
         }
-        Ok(list)
+        guard.as_mut().ok_or_else(|| WatchError::Store("the watch index vanished".into()))
     }
 
     /// Processes the next block (or a reorg) if there is one.
     pub async fn step(&self) -> Result<Step, WatchError> {
+        let mut guard = self.index.lock().await;
         let tip = self.source.tip().await?;
         self.app.tips.set_bitcoin(tip.height);
         let cursor = chain::cursor(&self.app.db, CHAIN).await?;
@@ -139,16 +148,16 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
         let block = self.source.block(hash).await?;
         if let Some(c) = &cursor {
             if block.header.prev_blockhash.to_string() != c.hash {
-                return self.reorg(c.height).await;
+                return self.reorg(&mut guard, c.height).await;
             }
         }
-        self.scan(next_height, &block).await?;
+        self.scan(&mut guard, next_height, &block).await?;
         Ok(Step::Scanned { height: next_height })
     }
 
     /// Walks back from `height` to the last block both the node and the cursor
     /// history agree on, reverts what the abandoned blocks did, rewinds.
-    async fn reorg(&self, height: u64) -> Result<Step, WatchError> {
+    async fn reorg(&self, guard: &mut Option<WatchIndex>, height: u64) -> Result<Step, WatchError> {
         let mut h = height;
         let fork = loop {
             let Some(stored) = chain::block_at(&self.app.db, CHAIN, h).await? else {
@@ -166,8 +175,10 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
         };
         tracing::warn!(chain = CHAIN, fork.height = fork, from.height = height, "reorg: reverting to the fork point");
         let txn = self.app.db.begin().await?;
-        let list = self.watch_list(&txn).await?;
-        for order in list.orders {
+        // Only an order with a chain fact above the fork can lose anything.
+        let touched = self.current_index(guard, &txn).await?.touched_above(fork);
+        for &id in &touched {
+            let order = orders::load(&txn, id).await?;
             let Some(btc) = btc_of(&order) else { continue };
             let lost_funding = btc.funding.iter().any(|u| u.height.is_some_and(|uh| uh > fork));
             let lost_payout = btc.payout.as_ref().and_then(|p| p.mined_at).is_some_and(|m| m > fork);
@@ -215,40 +226,41 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
             }
         }
         chain::rewind(&txn, CHAIN, fork).await?;
-        txn.commit().await?;
+        let entries = entries_of(&txn, &touched).await?;
+        commit_and_index(txn, guard, entries).await?;
         Ok(Step::Reorged { fork_height: fork })
     }
 
     /// Applies one block: every change it causes and the cursor, atomically.
-    async fn scan(&self, height: u64, block: &Block) -> Result<(), WatchError> {
+    async fn scan(&self, guard: &mut Option<WatchIndex>, height: u64, block: &Block) -> Result<(), WatchError> {
         let txn = self.app.db.begin().await?;
-        let list = self.watch_list(&txn).await?;
+        let index = self.current_index(guard, &txn).await?;
+        let matches = index.match_block(block);
+        // The orders this block touches, and those that wait on the height
+        // (confirmations, the timelock margin, stray refunds), by id.
+        let mut candidates = matches.orders();
+        candidates.extend(index.awake_at(height));
+        let mut txids: HashMap<usize, Txid> = HashMap::new();
+        let mut txid_of = |t: usize| *txids.entry(t).or_insert_with(|| block.txdata[t].compute_txid());
         let mut outputs: HashMap<Uuid, Vec<StoredUtxo>> = HashMap::new();
         let mut spends: HashMap<Uuid, Vec<(Txid, &Transaction)>> = HashMap::new();
-        for tx in &block.txdata {
-            let txid = tx.compute_txid();
-            for input in &tx.input {
-                if let Some(id) = list.by_outpoint.get(&input.previous_output) {
-                    spends.entry(*id).or_default().push((txid, tx));
-                }
-            }
-            for (vout, out) in tx.output.iter().enumerate() {
-                if let Some(id) = list.by_script.get(&out.script_pubkey) {
-                    outputs.entry(*id).or_default().push(StoredUtxo {
-                        txid,
-                        vout: vout as u32,
-                        value: out.value.to_sat(),
-                        height: Some(height),
-                    });
-                }
-            }
+        for &(id, t, vout) in &matches.outputs {
+            outputs.entry(id).or_default().push(StoredUtxo {
+                txid: txid_of(t),
+                vout,
+                value: block.txdata[t].output[vout as usize].value.to_sat(),
+                height: Some(height),
+            });
+        }
+        for &(id, t) in &matches.spends {
+            spends.entry(id).or_default().push((txid_of(t), &block.txdata[t]));
         }
         let mut applied = 0usize;
         let now = self.app.clock.now();
         // Orders that received outputs in this block: any may have new strays.
         let received: std::collections::HashSet<Uuid> = outputs.keys().copied().collect();
-        for order in &list.orders {
-            let id = order.id();
+        for &id in &candidates {
+            let order = &orders::load(&txn, id).await?;
             let Some(btc) = btc_of(order) else { continue };
             let new = outputs.remove(&id).unwrap_or_default();
             let spent = spends.get(&id).map(Vec::as_slice).unwrap_or_default();
@@ -348,11 +360,12 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
             }
         }
         // Strays deep enough get their refund prepared and co-signed.
-        for order in &list.orders {
-            let pending = btc_of(order).is_some_and(|b| b.strays.iter().any(|s| s.refund.is_none() && !s.dust && s.spent_by.is_none()));
-            if pending || received.contains(&order.id()) {
-                if let Err(e) = crate::orders::strays::prepare_refunds(&self.app, &txn, order.id(), height).await {
-                    tracing::warn!(order.id = %order.id(), error = ?e, "stray refund not prepared");
+        for &id in &candidates {
+            let order = orders::load(&txn, id).await?;
+            let pending = btc_of(&order).is_some_and(|b| b.strays.iter().any(|s| s.refund.is_none() && !s.dust && s.spent_by.is_none()));
+            if pending || received.contains(&id) {
+                if let Err(e) = crate::orders::strays::prepare_refunds(&self.app, &txn, id, height).await {
+                    tracing::warn!(order.id = %id, error = ?e, "stray refund not prepared");
                 }
             }
         }
@@ -367,8 +380,8 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
             self.app.clock.now(),
         )
         .await?;
-        txn.commit().await?;
-        Ok(())
+        let entries = entries_of(&txn, &candidates).await?;
+        commit_and_index(txn, guard, entries).await
     }
 
     /// Records which transactions spent the escrow's stray outputs.
@@ -414,8 +427,14 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
     /// Sends every fully signed stray refund that is not mined yet.
     async fn broadcast_stray_refunds(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, WatchError> {
         let mut sent = 0;
-        for record in order_store::orders_on_chain(&self.app.db, CHAIN).await? {
-            let order = Order::from_record(record)?;
+        // Only orders with a refund prepared and unspent; what the buyer
+        // signed since is read from the database.
+        let outstanding = {
+            let mut guard = self.index.lock().await;
+            self.current_index(&mut guard, &self.app.db).await?.refunds_outstanding()
+        };
+        for id in outstanding {
+            let order = orders::load(&self.app.db, id).await?;
             let Some(btc) = btc_of(&order) else { continue };
             for (i, stray) in btc.strays.iter().enumerate() {
                 let Some(refund) = &stray.refund else { continue };
@@ -715,4 +734,55 @@ async fn mark_payout_unmined(app: &AppState, txn: &DatabaseTransaction, id: Uuid
 
 async fn set_timelock_alerted(app: &AppState, txn: &DatabaseTransaction, id: Uuid) -> Result<(), WatchError> {
     update_btc(app, txn, id, |b| b.timelock_alerted = true).await
+}
+
+/// Adds to `index` every order on the chain placed since it was last filled.
+async fn add_orders_since<C: sea_orm::ConnectionTrait>(index: &mut WatchIndex, db: &C) -> Result<(), WatchError> {
+    loop {
+        let page = order_store::orders_on_chain_after_key_index(db, CHAIN, index.key_index_seen(), INDEX_PAGE).await?;
+        let full = page.len() as u64 == INDEX_PAGE;
+        for record in page {
+            let order = Order::from_record(record)?;
+            if let Some(entry) = WatchEntry::of(&order).map_err(WatchError::Store)? {
+                index.upsert(order.id(), entry);
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// The index entries of `ids` as `txn` stored them.
+async fn entries_of(txn: &DatabaseTransaction, ids: &std::collections::BTreeSet<Uuid>) -> Result<Vec<(Uuid, WatchEntry)>, WatchError> {
+    let mut entries = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let order = orders::load(txn, id).await?;
+        if let Some(entry) = WatchEntry::of(&order).map_err(WatchError::Store)? {
+            entries.push((id, entry));
+        }
+    }
+    Ok(entries)
+}
+
+/// Commits, then puts `entries` into the index. A failed commit may still
+/// have been applied (the connection died after sending it): the index is
+/// dropped then, and rebuilt from the database on the next step.
+async fn commit_and_index(txn: DatabaseTransaction, guard: &mut Option<WatchIndex>, entries: Vec<(Uuid, WatchEntry)>) -> Result<(), WatchError> {
+    let cursor = cursor_key(chain::cursor(&txn, CHAIN).await?);
+    if let Err(e) = txn.commit().await {
+        *guard = None;
+        return Err(e.into());
+    }
+    if let Some(index) = guard.as_mut() {
+        for (id, entry) in entries {
+            index.upsert(id, entry);
+        }
+        index.set_cursor(cursor);
+    }
+    Ok(())
+}
+
+fn cursor_key(cursor: Option<ScannedBlock>) -> Option<(u64, String)> {
+    cursor.map(|c| (c.height, c.hash))
 }

@@ -2,7 +2,9 @@
 //! (ledgers) in order and turning what they see into escrow events; and the
 //! broadcasters that send finished payouts until they confirm.
 
+pub mod bench;
 pub mod bitcoin;
+pub mod bitcoin_index;
 pub mod lock;
 pub mod xrpl;
 
