@@ -254,6 +254,47 @@ async fn a_crash_mid_block_applies_nothing_and_the_restart_applies_everything_on
     assert_eq!(history(&app, &first, &p).await.matches("\"FundingSeen\"").count(), 1);
 }
 
+/// The watcher keeps its watch index in memory between blocks. An order placed
+/// after the index was built must be matched in the next block, and a watcher
+/// that leads again after another one moved the chain must not trust what it
+/// remembered: here the other leader recorded the funding outputs, which the
+/// first needs to see the payout spend them.
+async fn orders_placed_while_watching_and_a_change_of_leader_keep_the_watch_index_right(backend: Backend) {
+    let app = app(backend).await;
+    let chains = app.chains();
+    let first_leader = BitcoinWatcher::new(app.state.clone(), rpc(&app));
+    catch_up(&first_leader).await;
+    let p = listing_parties(&app).await;
+    let early = place(&app, &p).await;
+    chains.bitcoin.mine(1);
+    catch_up(&first_leader).await;
+    // Placed after the first leader indexed every order there was.
+    let late = place(&app, &p).await;
+    chains.bitcoin.faucet(&escrow_address(&late), 50_000).unwrap();
+    chains.bitcoin.mine(1);
+    catch_up(&first_leader).await;
+    assert_eq!(status(&app, &late, &p).await, "FUNDED", "an order placed while the watcher runs is seen in the next block");
+
+    // Another process leads for a block and sees the early order funded.
+    chains.bitcoin.faucet(&escrow_address(&early), 50_000).unwrap();
+    chains.bitcoin.mine(1);
+    let second_leader = BitcoinWatcher::new(app.state.clone(), rpc(&app));
+    assert_eq!(catch_up(&second_leader).await.len(), 1);
+    assert_eq!(status(&app, &early, &p).await, "FUNDED");
+
+    // The first leads again: the payout spends outputs only the second saw.
+    action(&app, "markDelivered", &early, &p.provider.access_token).await.ok();
+    let releasing = action(&app, "releaseFunds", &early, &p.buyer.access_token).await.ok()["releaseFunds"]["order"].clone();
+    let psbt = releasing["payout"]["psbt"].as_str().unwrap().to_owned();
+    submit(&app, &early, &p.buyer_wallet.sign(&releasing["bitcoinEscrow"], &psbt), &p.buyer.access_token).await.ok();
+    submit(&app, &early, &p.provider_wallet.sign(&releasing["bitcoinEscrow"], &psbt), &p.provider.access_token).await.ok();
+    assert_eq!(first_leader.broadcast_pending().await.unwrap(), 1);
+    chains.bitcoin.mine(1);
+    catch_up(&first_leader).await;
+    assert_eq!(status(&app, &early, &p).await, "SETTLED");
+    assert_eq!(status(&app, &late, &p).await, "FUNDED");
+}
+
 async fn only_one_watcher_per_chain_holds_the_lock(backend: Backend) {
     let app = app(backend).await;
     let state = &app.state;
@@ -285,5 +326,6 @@ chain_tests!(
     a_reorg_that_removes_the_funding_reverts_the_order_until_it_is_mined_again,
     under_and_over_funding_are_reported,
     a_crash_mid_block_applies_nothing_and_the_restart_applies_everything_once,
+    orders_placed_while_watching_and_a_change_of_leader_keep_the_watch_index_right,
     only_one_watcher_per_chain_holds_the_lock,
 );
