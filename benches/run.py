@@ -473,6 +473,12 @@ def main():
         target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
         agora_bin = os.path.join(target, profile, "agora")
 
+    if args.smoke:
+        # The chain-scanning benchmark at a small size (about a second in a
+        # debug build): it only checks that `agora bench-watcher` still runs.
+        log("agora bench-watcher (small size)")
+        sh([agora_bin, "bench-watcher", "--scripts", "20000", "--txs", "300", "--rounds", "5"])
+
     tmp = tempfile.mkdtemp(prefix="agora-bench-")
     procs = []
     try:

@@ -40,6 +40,9 @@ fn bench_watcher(args: &agora_api::watcher::bench::BenchWatcherArgs) -> anyhow::
     let r = agora_api::watcher::bench::run(args)?;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     println!("block: {} transactions, {} bytes; index: {} watched scripts and outpoints, built in {:.0} ms", args.txs, r.block_bytes, args.scripts, ms(r.index_build));
+    if let Some(bytes) = r.index_resident_bytes {
+        println!("index memory: {:.0} MiB resident ({:.0} bytes per watched escrow)", bytes as f64 / 1048576.0, bytes as f64 / args.scripts.max(1) as f64);
+    }
     println!("matched: {} outputs, {} spends", r.matched_outputs, r.matched_spends);
     println!("decode only (median of {}):    {:.3} ms", args.rounds, ms(r.decode));
     println!("decode + match (median of {}): {:.3} ms", args.rounds, ms(r.decode_and_match));

@@ -36,6 +36,8 @@ pub struct BenchWatcherArgs {
 pub struct BenchReport {
     pub block_bytes: usize,
     pub index_build: Duration,
+    /// How much the resident set grew while the index was built (Linux).
+    pub index_resident_bytes: Option<u64>,
     pub decode: Duration,
     pub decode_and_match: Duration,
     pub matched_outputs: usize,
@@ -146,6 +148,14 @@ fn generate(args: &BenchWatcherArgs, hits: usize) -> (Vec<(Uuid, WatchEntry)>, B
     (watched, Block { header, txdata })
 }
 
+/// The process's resident set size, from /proc (Linux only).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // 4 KiB pages: the size on every Linux target this runs on in practice.
+    Some(pages * 4096)
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort_unstable();
     samples.get(samples.len() / 2).copied().unwrap_or_default()
@@ -158,12 +168,15 @@ pub fn run(args: &BenchWatcherArgs) -> anyhow::Result<BenchReport> {
     let bytes = bitcoin::consensus::encode::serialize(&block);
     drop(block);
 
+    let resident_before = resident_bytes();
     let started = Instant::now();
     let mut index = WatchIndex::with_capacity(watched.len());
-    for (id, entry) in watched {
-        index.upsert(id, entry);
+    for (id, entry) in &watched {
+        index.upsert(*id, entry.clone());
     }
     let index_build = started.elapsed();
+    let index_resident_bytes = resident_bytes().zip(resident_before).map(|(a, b)| a.saturating_sub(b));
+    drop(watched);
 
     let decode = |bytes: &[u8]| -> anyhow::Result<Block> { Ok(bitcoin::consensus::encode::deserialize(bytes)?) };
     // The matched transactions' ids are part of matching (the watcher needs
@@ -200,6 +213,7 @@ pub fn run(args: &BenchWatcherArgs) -> anyhow::Result<BenchReport> {
     Ok(BenchReport {
         block_bytes: bytes.len(),
         index_build,
+        index_resident_bytes,
         decode: median(decode_only),
         decode_and_match: median(with_match),
         matched_outputs: first.outputs.len(),

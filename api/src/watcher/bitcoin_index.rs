@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use bitcoin::{Block, OutPoint, ScriptBuf};
+use bitcoin::{Block, OutPoint, Script, ScriptBuf};
 use uuid::Uuid;
 
 use crate::orders::{EscrowRecord, Order};
@@ -126,11 +126,46 @@ impl BlockMatches {
     }
 }
 
+/// Escrow scripts are P2WSH: keyed by their 32-byte program they need no
+/// allocation, and an output of any other kind (most of a block) is passed
+/// over without a lookup. Other scripts get a map of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ScriptKey {
+    P2wsh([u8; 32]),
+    Other(ScriptBuf),
+}
+
+fn p2wsh_program(script: &Script) -> Option<&[u8; 32]> {
+    if script.is_p2wsh() {
+        script.as_bytes().get(2..34)?.try_into().ok()
+    } else {
+        None
+    }
+}
+
+impl ScriptKey {
+    fn of(script: &Script) -> Self {
+        match p2wsh_program(script) {
+            Some(program) => ScriptKey::P2wsh(*program),
+            None => ScriptKey::Other(script.to_owned()),
+        }
+    }
+}
+
+/// What the index keeps per order to undo its keys and answer reorgs.
+#[derive(Debug)]
+struct Stored {
+    script: ScriptKey,
+    outpoints: Box<[OutPoint]>,
+    last_height: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct WatchIndex {
-    by_script: Map<ScriptBuf, Uuid>,
+    by_p2wsh: Map<[u8; 32], Uuid>,
+    by_other_script: Map<ScriptBuf, Uuid>,
     by_outpoint: Map<OutPoint, Uuid>,
-    entries: Map<Uuid, WatchEntry>,
+    entries: Map<Uuid, Stored>,
     /// The orders with a wake height, so a block visits them and not all.
     waking: Map<Uuid, u64>,
     refunds: BTreeSet<Uuid>,
@@ -146,7 +181,7 @@ impl WatchIndex {
 
     pub fn with_capacity(orders: usize) -> Self {
         Self {
-            by_script: Map::with_capacity_and_hasher(orders, Default::default()),
+            by_p2wsh: Map::with_capacity_and_hasher(orders, Default::default()),
             by_outpoint: Map::with_capacity_and_hasher(orders, Default::default()),
             entries: Map::with_capacity_and_hasher(orders, Default::default()),
             ..Self::default()
@@ -173,8 +208,8 @@ impl WatchIndex {
         self.cursor = cursor;
     }
 
-    pub fn entry(&self, id: Uuid) -> Option<&WatchEntry> {
-        self.entries.get(&id)
+    pub fn contains(&self, id: Uuid) -> bool {
+        self.entries.contains_key(&id)
     }
 
     /// The highest marketplace key index among the indexed orders. Key
@@ -190,7 +225,11 @@ impl WatchIndex {
     /// Adds or replaces the entry of order `id`.
     pub fn upsert(&mut self, id: Uuid, entry: WatchEntry) {
         self.remove(id);
-        self.by_script.insert(entry.script.clone(), id);
+        let script = ScriptKey::of(&entry.script);
+        match &script {
+            ScriptKey::P2wsh(program) => self.by_p2wsh.insert(*program, id),
+            ScriptKey::Other(s) => self.by_other_script.insert(s.clone(), id),
+        };
         for o in &entry.outpoints {
             self.by_outpoint.insert(*o, id);
         }
@@ -201,27 +240,46 @@ impl WatchIndex {
             self.refunds.insert(id);
         }
         self.key_index_seen = self.key_index_seen.max(Some(entry.key_index));
-        self.entries.insert(id, entry);
+        let stored = Stored {
+            script,
+            outpoints: entry.outpoints.into_boxed_slice(),
+            last_height: entry.last_height,
+        };
+        self.entries.insert(id, stored);
     }
 
-    /// Drops order `id`; keys another order took over stay with it.
-    pub fn remove(&mut self, id: Uuid) -> Option<WatchEntry> {
-        let old = self.entries.remove(&id)?;
+    /// Drops order `id` (whether it was there); keys another order took over
+    /// stay with it.
+    pub fn remove(&mut self, id: Uuid) -> bool {
+        let Some(old) = self.entries.remove(&id) else { return false };
         self.waking.remove(&id);
         self.refunds.remove(&id);
-        if self.by_script.get(&old.script) == Some(&id) {
-            self.by_script.remove(&old.script);
+        match &old.script {
+            ScriptKey::P2wsh(program) => {
+                if self.by_p2wsh.get(program) == Some(&id) {
+                    self.by_p2wsh.remove(program);
+                }
+            }
+            ScriptKey::Other(script) => {
+                if self.by_other_script.get(script) == Some(&id) {
+                    self.by_other_script.remove(script);
+                }
+            }
         }
         for o in &old.outpoints {
             if self.by_outpoint.get(o) == Some(&id) {
                 self.by_outpoint.remove(o);
             }
         }
-        Some(old)
+        true
     }
 
-    pub fn order_of_script(&self, script: &bitcoin::Script) -> Option<Uuid> {
-        self.by_script.get(script).copied()
+    pub fn order_of_script(&self, script: &Script) -> Option<Uuid> {
+        match p2wsh_program(script) {
+            Some(program) => self.by_p2wsh.get(program).copied(),
+            None if self.by_other_script.is_empty() => None,
+            None => self.by_other_script.get(script).copied(),
+        }
     }
 
     pub fn order_of_outpoint(&self, outpoint: &OutPoint) -> Option<Uuid> {
@@ -242,8 +300,8 @@ impl WatchIndex {
                 }
             }
             for (vout, out) in tx.output.iter().enumerate() {
-                if let Some(id) = self.by_script.get(out.script_pubkey.as_script()) {
-                    matches.outputs.push((*id, t, vout as u32));
+                if let Some(id) = self.order_of_script(&out.script_pubkey) {
+                    matches.outputs.push((id, t, vout as u32));
                 }
             }
         }
@@ -358,6 +416,23 @@ mod tests {
     }
 
     #[test]
+    fn scripts_of_other_kinds_than_p2wsh_are_matched_too() {
+        let mut index = WatchIndex::new();
+        let p2wpkh = ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([4; 20]));
+        let mut other = entry(4, vec![]);
+        other.script = p2wpkh.clone();
+        index.upsert(id(4), other);
+        index.upsert(id(5), entry(5, vec![]));
+        // Same bytes as a P2WSH program but another kind of script: no match.
+        let lookalike = ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([5; 20]));
+        let m = index.match_block(&block(vec![tx(&[], &[p2wpkh.clone(), script(5), lookalike, script(4)])]));
+        assert_eq!(m.outputs, vec![(id(4), 0, 0), (id(5), 0, 1)]);
+        assert!(index.remove(id(4)));
+        assert_eq!(index.order_of_script(&p2wpkh), None);
+        assert_eq!(index.order_of_script(&script(5)), Some(id(5)));
+    }
+
+    #[test]
     fn replacing_an_entry_forgets_the_outpoints_it_no_longer_has() {
         let mut index = WatchIndex::new();
         index.upsert(id(1), entry(1, vec![outpoint(1, 0), outpoint(1, 1)]));
@@ -377,13 +452,13 @@ mod tests {
         // Two rows claiming one script or outpoint would be corrupt data;
         // the later wins, and dropping the earlier must not drop it.
         index.upsert(id(2), entry(1, vec![outpoint(1, 0)]));
-        assert_eq!(index.remove(id(1)).map(|e| e.key_index), Some(1));
+        assert!(index.remove(id(1)));
         assert_eq!(index.order_of_script(&script(1)), Some(id(2)));
         assert_eq!(index.order_of_outpoint(&outpoint(1, 0)), Some(id(2)));
-        assert_eq!(index.remove(id(2)).map(|e| e.key_index), Some(1));
+        assert!(index.remove(id(2)));
         assert_eq!(index.order_of_script(&script(1)), None);
         assert!(index.is_empty());
-        assert_eq!(index.remove(id(2)), None);
+        assert!(!index.remove(id(2)));
     }
 
     #[test]
