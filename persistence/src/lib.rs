@@ -2,6 +2,7 @@
 //! calls. No HTTP here; rows never leave this crate — repositories return records.
 
 pub mod accounts;
+mod batch;
 pub mod chain;
 pub mod db;
 pub mod disputes;

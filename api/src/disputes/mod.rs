@@ -18,6 +18,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::changes::Topic;
 use crate::graphql::context::{AppState, Viewer};
 use crate::graphql::errors::{ApiError, ApiResult};
 use crate::notifications;
@@ -149,6 +150,7 @@ enum Notice {
 }
 
 async fn notify(
+    app: &AppState,
     txn: &DatabaseTransaction,
     users: &[Option<Uuid>],
     notice: Notice,
@@ -163,7 +165,7 @@ async fn notify(
             continue;
         }
         seen.push(*user);
-        notifications::dispute_notice(txn, *user, notice_kind(notice), subject, body, dispute.order_id, dispute.id, now).await?;
+        notifications::dispute_notice(txn, &app.changes, *user, notice_kind(notice), subject, body, dispute.order_id, dispute.id, now).await?;
     }
     Ok(())
 }
@@ -184,14 +186,20 @@ fn bump(d: &mut DisputeRecord, now: DateTime<Utc>) {
     d.updated_at = now;
 }
 
-async fn save(txn: &DatabaseTransaction, d: &DisputeRecord) -> ApiResult<()> {
+/// Stores `d` and announces it to its `disputeUpdated` subscriptions (on
+/// every replica, once `txn` commits).
+async fn save(app: &AppState, txn: &DatabaseTransaction, d: &DisputeRecord) -> ApiResult<()> {
     match store::update_dispute(txn, d).await {
-        Err(StoreError::VersionConflict) => Err(ApiError::conflict(
-            "CONCURRENT_UPDATE",
-            "the dispute was changed at the same moment (another decision?); reload it",
-        )),
-        other => Ok(other?),
+        Err(StoreError::VersionConflict) => {
+            return Err(ApiError::conflict(
+                "CONCURRENT_UPDATE",
+                "the dispute was changed at the same moment (another decision?); reload it",
+            ))
+        }
+        other => other?,
     }
+    app.changes.announce(txn, &[Topic::Dispute(d.id)]).await?;
+    Ok(())
 }
 
 /// A party opens a dispute with a first statement.
@@ -264,6 +272,7 @@ pub async fn open(
     attach_latest_claim(&txn, &order, dispute.id, now).await?;
     let other = if actor == Actor::Buyer { order.record.provider_id } else { order.record.buyer_id };
     notify(
+        app,
         &txn,
         &[Some(other), arbitrator],
         Notice::Opened,
@@ -358,12 +367,13 @@ pub async fn add_statement(
         dispute.responded_at = Some(now);
     }
     bump(&mut dispute, now);
-    save(&txn, &dispute).await?;
+    save(app, &txn, &dispute).await?;
     let others: Vec<Option<Uuid>> = [Some(order.record.buyer_id), Some(order.record.provider_id), dispute.arbitrator_id]
         .into_iter()
         .filter(|u| *u != Some(viewer.user_id))
         .collect();
     notify(
+        app,
         &txn,
         &others,
         Notice::NewStatement,
@@ -427,11 +437,12 @@ pub async fn decide(
         dispute.appeal_by = Some(agora_domain::escrow::deadlines::add(now, order.terms.deadlines().appeal_window));
     }
     bump(&mut dispute, now);
-    save(&txn, &dispute).await?;
+    save(app, &txn, &dispute).await?;
     if final_round {
         hand_to_escrow(app, &txn, &dispute, order, now).await?;
     }
     notify(
+        app,
         &txn,
         &[Some(order_party(&dispute, &txn, true).await?), Some(order_party(&dispute, &txn, false).await?)],
         Notice::Decision,
@@ -510,7 +521,7 @@ pub async fn appeal(app: &AppState, viewer: &Viewer, dispute_id: Uuid, statement
     dispute.appealed_at = Some(now);
     dispute.appealed_by = Some(role_name(actor).into());
     bump(&mut dispute, now);
-    save(&txn, &dispute).await?;
+    save(app, &txn, &dispute).await?;
     store::assign_order_arbitrator(&txn, order.id(), second).await?;
     store::insert_statement(
         &txn,
@@ -526,6 +537,7 @@ pub async fn appeal(app: &AppState, viewer: &Viewer, dispute_id: Uuid, statement
     )
     .await?;
     notify(
+        app,
         &txn,
         &[Some(order.record.buyer_id), Some(order.record.provider_id), second, first],
         Notice::Appeal,
@@ -565,7 +577,7 @@ pub async fn reassign(app: &AppState, viewer: &Viewer, dispute_id: Uuid, arbitra
     }
     dispute.arbitrator_id = Some(arbitrator_id);
     bump(&mut dispute, now);
-    save(&txn, &dispute).await?;
+    save(app, &txn, &dispute).await?;
     store::assign_order_arbitrator(&txn, order.id(), Some(arbitrator_id)).await?;
     txn.commit().await?;
     Ok(dispute)
@@ -633,6 +645,7 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
         if d.reminded_at.is_none() && now >= d.respond_by - Duration::hours(REMINDER_BEFORE_HOURS) && now <= d.respond_by {
             d.reminded_at = Some(now);
             notify(
+                app,
                 &txn,
                 &[Some(respondent)],
                 Notice::DeadlineApproaching,
@@ -647,6 +660,7 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
         if d.escalated_at.is_none() && now > d.respond_by {
             d.escalated_at = Some(now);
             notify(
+                app,
                 &txn,
                 &[parties[0], parties[1], d.arbitrator_id],
                 Notice::Escalated,
@@ -675,6 +689,7 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
             d.decision_escalated_at = Some(now);
             store::assign_order_arbitrator(&txn, order.id(), next).await?;
             notify(
+                app,
                 &txn,
                 &[parties[0], parties[1], late, next],
                 Notice::Escalated,
@@ -723,7 +738,7 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
         return Ok(false);
     }
     bump(&mut d, now);
-    save(&txn, &d).await?;
+    save(app, &txn, &d).await?;
     if lapsed {
         // No decision: a refund without an arbitration fee (the domain checks
         // that the decision and escalation deadlines both passed).

@@ -45,10 +45,10 @@ pub struct AppState {
     pub xrpl_settings: XrplSettings,
     /// Heights the chain watchers last processed.
     pub tips: crate::watcher::ChainTips,
-    /// Hints that an order changed (see `graphql::subscription`).
-    pub order_updates: tokio::sync::broadcast::Sender<Uuid>,
+    /// Change notifications: announced by writers, watched by subscriptions (see `changes`).
+    pub changes: crate::changes::Changes,
     pub order_settings: OrderSettings,
-    /// The e-mail transport and dispatcher settings, and `myNotifications` hints.
+    /// The e-mail transport and dispatcher settings.
     pub notifications: crate::notifications::Notifications,
     /// What `/metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,
