@@ -37,7 +37,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// What changed: the kind of record and its id. A notification's payload is
-/// `<kind>:<uuid>`, at most 45 bytes (PostgreSQL allows 8,000).
+/// `<kind>:<uuid>`, at most 50 bytes (PostgreSQL allows 8,000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
     /// An order's state, escrow or history (`orderUpdated`).
@@ -48,6 +48,9 @@ pub enum Topic {
     Dispute(Uuid),
     /// A new notification for the user with this id (`myNotifications`).
     Notifications(Uuid),
+    /// The sessions or roles of the user with this id (a logout, a revoked
+    /// session, a role removed): its subscriptions check they may go on.
+    Account(Uuid),
 }
 
 impl Topic {
@@ -57,12 +60,17 @@ impl Topic {
             Topic::Session(_) => "session",
             Topic::Dispute(_) => "dispute",
             Topic::Notifications(_) => "notifications",
+            Topic::Account(_) => "account",
         }
     }
 
     fn id(self) -> Uuid {
         match self {
-            Topic::Order(id) | Topic::Session(id) | Topic::Dispute(id) | Topic::Notifications(id) => id,
+            Topic::Order(id)
+            | Topic::Session(id)
+            | Topic::Dispute(id)
+            | Topic::Notifications(id)
+            | Topic::Account(id) => id,
         }
     }
 
@@ -81,6 +89,7 @@ impl Topic {
             "session" => Some(Topic::Session(id)),
             "dispute" => Some(Topic::Dispute(id)),
             "notifications" => Some(Topic::Notifications(id)),
+            "account" => Some(Topic::Account(id)),
             _ => None,
         }
     }
@@ -322,7 +331,13 @@ mod tests {
     #[test]
     fn a_payload_reads_back_as_its_topic() {
         let id = Uuid::now_v7();
-        for topic in [Topic::Order(id), Topic::Session(id), Topic::Dispute(id), Topic::Notifications(id)] {
+        for topic in [
+            Topic::Order(id),
+            Topic::Session(id),
+            Topic::Dispute(id),
+            Topic::Notifications(id),
+            Topic::Account(id),
+        ] {
             assert_eq!(Topic::parse(&topic.payload()), Some(topic));
         }
         assert_eq!(Topic::Order(id).payload(), format!("order:{id}"));
