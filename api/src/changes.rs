@@ -8,7 +8,7 @@
 //! (`LISTEN agora_changes`, application name `agora-changes`), which wakes the
 //! local subscriptions of that topic. On SQLite (one process by design) the
 //! topic goes to a relay in this process that first waits for the writing
-//! transaction to end and only then wakes the subscriptions (see [`sqlite_relay`]).
+//! transaction to end and only then wakes the subscriptions (see `sqlite_relay`).
 //!
 //! Either way a subscription is woken only once the change can be read, so it
 //! reads once per wake. When the listener loses its connection it reconnects
@@ -16,13 +16,13 @@
 //! process once: each re-reads, so a notification sent while it was away loses
 //! nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sea_orm::sqlx;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 /// The PostgreSQL notification channel every replica listens on.
@@ -162,7 +162,7 @@ enum Relay {
     /// `pg_notify` in the writer's transaction; the listener task fans out.
     Postgres,
     /// Topics for the after-commit relay of this process.
-    Sqlite(mpsc::UnboundedSender<Topic>),
+    Sqlite(mpsc::UnboundedSender<Pending>),
 }
 
 impl Changes {
@@ -184,7 +184,8 @@ impl Changes {
             }
             _ => {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(sqlite_relay(db.get_sqlite_connection_pool().clone(), rx, hub.clone()));
+                let options = (*db.get_sqlite_connection_pool().connect_options()).clone();
+                tokio::spawn(sqlite_relay(options, rx, hub.clone()));
                 Relay::Sqlite(tx)
             }
         };
@@ -219,10 +220,14 @@ impl Changes {
                 }
             }
             Relay::Sqlite(tx) => {
-                for topic in topics {
-                    // The relay lives as long as the runtime; a send after it
-                    // stopped (shutdown) has nobody left to wake.
-                    let _ = tx.send(*topic);
+                let (noted, seen) = oneshot::channel();
+                let pending = Pending { topics: topics.to_vec(), noted };
+                // Wait until the relay has read the database's version while
+                // this transaction still holds the write lock (see
+                // `sqlite_relay`). A relay that stopped (shutdown) has nobody
+                // left to wake.
+                if tx.send(pending).is_ok() {
+                    let _ = seen.await;
                 }
             }
         }
@@ -289,39 +294,86 @@ async fn pg_listener(options: sqlx::postgres::PgConnectOptions, first: sqlx::pos
     }
 }
 
-/// SQLite's after-commit delivery. A writer announces while its transaction
-/// is open; SQLite has one writer at a time, and a transaction holds the write
-/// lock from its first write until it commits or rolls back. So the relay takes
-/// that lock itself (`BEGIN IMMEDIATE`, then rolls back at once): when it has
-/// it, every transaction that announced before is over, and the topics are
-/// woken. SQLite offers no after-commit callback (its commit hook runs before
-/// the commit is visible to other connections), hence this.
-async fn sqlite_relay(pool: sqlx::SqlitePool, mut topics: mpsc::UnboundedReceiver<Topic>, hub: Arc<Hub>) {
-    while let Some(first) = topics.recv().await {
-        let mut batch = HashSet::from([first]);
-        while let Ok(t) = topics.try_recv() {
-            batch.insert(t);
-        }
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            match writer_barrier(&pool).await {
-                Ok(()) => break,
-                Err(_) if pool.is_closed() => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "change relay cannot take the SQLite write lock; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-        for topic in batch {
-            hub.publish(topic);
-        }
-    }
+/// An announcement on SQLite, until its transaction has ended.
+struct Pending {
+    topics: Vec<Topic>,
+    /// Answered once the relay has read the database's version.
+    noted: oneshot::Sender<()>,
 }
 
-async fn writer_barrier(pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await?.rollback().await
+/// How long the relay waits for an announcing transaction to end before it
+/// wakes the topics anyway (it rolled back, or wrote outside a transaction,
+/// and nothing else has been committed since).
+const SQLITE_MAX_WAIT: Duration = Duration::from_secs(1);
+/// How often the relay reads the version while an announcement waits.
+const SQLITE_RECHECK: Duration = Duration::from_millis(2);
+
+/// SQLite's after-commit delivery. SQLite has one writer at a time, and a
+/// writer holds the write lock from its first write until it commits or
+/// rolls back; writers announce after their write, so while `announce` runs
+/// the announcing transaction is the one writer. The relay reads
+/// `PRAGMA data_version` on a connection of its own then (a read: it never
+/// blocks a writer) and answers; the value changes only when another
+/// connection commits, and nothing else can commit before the announcing
+/// transaction has ended. So once it has changed, that transaction is over
+/// and the topics are woken. The relay reads it only while an announcement
+/// waits (every 2 ms, at most a second); subscriptions never read for it.
+/// SQLite offers no after-commit callback to sqlx (its commit hook runs before
+/// the commit is visible to other connections), hence this; taking the write
+/// lock as a barrier instead would make concurrent writers fail with
+/// SQLITE_BUSY.
+async fn sqlite_relay(
+    options: sqlx::sqlite::SqliteConnectOptions,
+    mut incoming: mpsc::UnboundedReceiver<Pending>,
+    hub: Arc<Hub>,
+) {
+    use sea_orm::sqlx::Connection as _;
+    let mut conn: Option<sqlx::SqliteConnection> = None;
+    let mut waiting: Vec<(Option<i64>, tokio::time::Instant, Vec<Topic>)> = Vec::new();
+    loop {
+        let next = if waiting.is_empty() {
+            incoming.recv().await
+        } else {
+            tokio::select! {
+                p = incoming.recv() => p,
+                () = tokio::time::sleep(SQLITE_RECHECK) => None,
+            }
+        };
+        if conn.is_none() {
+            match sqlx::SqliteConnection::connect_with(&options).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => tracing::warn!(error = %e, "change relay cannot open SQLite; wakes without waiting"),
+            }
+        }
+        let version = match conn.as_mut() {
+            Some(c) => match sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(&mut *c).await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "change relay cannot read SQLite's version; wakes without waiting");
+                    conn = None;
+                    None
+                }
+            },
+            None => None,
+        };
+        match next {
+            Some(p) => {
+                let _ = p.noted.send(());
+                waiting.push((version, tokio::time::Instant::now(), p.topics));
+            }
+            None if waiting.is_empty() && incoming.is_closed() => return,
+            None => {}
+        }
+        waiting.retain(|(noted, since, topics)| {
+            let over = version.is_none() || *noted != version || since.elapsed() >= SQLITE_MAX_WAIT;
+            if over {
+                for topic in topics {
+                    hub.publish(*topic);
+                }
+            }
+            !over
+        });
+    }
 }
 
 #[cfg(test)]
