@@ -144,6 +144,8 @@ async def measure(agora_pid, ws_url, db_url, token, order_uuid, order_gid, count
     idle_cpu = (proc_cpu_secs(agora_pid) - cpu0) / (time.perf_counter() - t0)
     rss = proc_rss_kib(agora_pid)
     threads = proc_threads(agora_pid)
+    log(f"subscriptions idle: RSS {rss / 1024:.1f} MiB (before: {base_rss / 1024:.1f} MiB), "
+        f"CPU {100 * idle_cpu:.1f} % of a core (before: {100 * base_idle_cpu:.1f} %), {threads} threads")
 
     # One change, committed the way Agora's writers commit one.
     waiters = [asyncio.create_task(s.await_update()) for s in sockets]

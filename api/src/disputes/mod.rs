@@ -149,6 +149,7 @@ enum Notice {
     Appeal,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn notify(
     app: &AppState,
     txn: &DatabaseTransaction,
