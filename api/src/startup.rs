@@ -54,7 +54,6 @@ impl Application {
         }
         let bitcoin = bitcoin_context(&settings)?;
         let xrpl = xrpl_context(&settings)?;
-        let changes = crate::changes::Changes::start(&db).await?;
         let state = Arc::new(AppState {
             db,
             jwt,
@@ -66,7 +65,7 @@ impl Application {
             tips: Default::default(),
             // Enough for every operation of a client or two; see `graphql::documents`.
             documents: crate::graphql::documents::DocumentCache::new(512),
-            changes,
+            order_updates: tokio::sync::broadcast::channel(1024).0,
             order_settings: settings.orders.clone(),
             notifications: crate::notifications::Notifications::from_settings(&settings)?,
             refresh_ttl: chrono::Duration::seconds(

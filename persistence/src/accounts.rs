@@ -11,7 +11,6 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::entities::{escrow_keys, providers, refresh_tokens, user_roles, users};
-use crate::batch::one_of;
 use crate::StoreError;
 
 #[derive(Debug, Clone)]
@@ -63,7 +62,7 @@ pub async fn find_users<C: ConnectionTrait>(
     ids: &[Uuid],
 ) -> Result<Vec<UserRecord>, StoreError> {
     Ok(users::Entity::find()
-        .filter(one_of(db.get_database_backend(), users::Column::Id, ids))
+        .filter(users::Column::Id.is_in(ids.iter().copied()))
         .all(db)
         .await?
         .into_iter()
@@ -91,7 +90,7 @@ pub async fn roles_of_many<C: ConnectionTrait>(
     user_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Roles>, StoreError> {
     let rows = user_roles::Entity::find()
-        .filter(one_of(db.get_database_backend(), user_roles::Column::UserId, user_ids))
+        .filter(user_roles::Column::UserId.is_in(user_ids.iter().copied()))
         .all(db)
         .await?;
     let mut out: HashMap<Uuid, Roles> = HashMap::new();
@@ -312,7 +311,7 @@ pub async fn find_providers<C: ConnectionTrait>(
     ids: &[Uuid],
 ) -> Result<Vec<ProviderRecord>, StoreError> {
     providers::Entity::find()
-        .filter(one_of(db.get_database_backend(), providers::Column::UserId, ids))
+        .filter(providers::Column::UserId.is_in(ids.iter().copied()))
         .all(db)
         .await?
         .into_iter()
@@ -360,7 +359,7 @@ pub async fn escrow_keys_of<C: ConnectionTrait>(
     user_ids: &[Uuid],
 ) -> Result<Vec<EscrowKeyRecord>, StoreError> {
     Ok(escrow_keys::Entity::find()
-        .filter(one_of(db.get_database_backend(), escrow_keys::Column::UserId, user_ids))
+        .filter(escrow_keys::Column::UserId.is_in(user_ids.iter().copied()))
         .order_by_asc(escrow_keys::Column::CreatedAt)
         .order_by_asc(escrow_keys::Column::Id)
         .all(db)

@@ -2,7 +2,6 @@
 //! calls. No HTTP here; rows never leave this crate — repositories return records.
 
 pub mod accounts;
-mod batch;
 pub mod chain;
 pub mod db;
 pub mod disputes;

@@ -12,7 +12,6 @@ use uuid::Uuid;
 
 use crate::accounts::ProviderRecord;
 use crate::entities::{listing_tags, listings, providers};
-use crate::batch::one_of;
 use crate::StoreError;
 
 /// A stored listing, with its enums parsed and the rest as stored.
@@ -354,7 +353,7 @@ pub async fn find_listings<C: ConnectionTrait>(
     db: &C,
     ids: &[Uuid],
 ) -> Result<Vec<ListingRecord>, StoreError> {
-    let query = select_listings(false).filter(one_of(db.get_database_backend(), listings::Column::Id, ids));
+    let query = select_listings(false).filter(listings::Column::Id.is_in(ids.iter().copied()));
     fetch_listings(db, query, false).await
 }
 

@@ -18,7 +18,6 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::entities::{notification_preferences, notifications};
-use crate::batch::one_of;
 use crate::StoreError;
 
 /// Where a notification's e-mail stands.
@@ -211,7 +210,7 @@ pub async fn mark_read<C: ConnectionTrait>(
         .filter(notifications::Column::UserId.eq(user_id))
         .filter(notifications::Column::ReadAt.is_null());
     if let Some(ids) = ids {
-        update = update.filter(one_of(db.get_database_backend(), notifications::Column::Id, ids));
+        update = update.filter(notifications::Column::Id.is_in(ids.iter().copied()));
     }
     Ok(update.exec(db).await?.rows_affected)
 }

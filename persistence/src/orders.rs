@@ -13,7 +13,6 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::entities::{arbitrator_signatures, order_events, orders};
-use crate::batch::one_of;
 use crate::StoreError;
 
 #[derive(Debug, Clone)]
@@ -261,7 +260,7 @@ pub async fn order_events_of_many<C: ConnectionTrait>(
     order_ids: &[Uuid],
 ) -> Result<Vec<OrderEventRecord>, StoreError> {
     Ok(order_events::Entity::find()
-        .filter(one_of(db.get_database_backend(), order_events::Column::OrderId, order_ids))
+        .filter(order_events::Column::OrderId.is_in(order_ids.iter().copied()))
         .order_by_asc(order_events::Column::At)
         .order_by_asc(order_events::Column::Id)
         .all(db)
@@ -327,7 +326,7 @@ pub async fn arbitrator_signatures_of_many<C: ConnectionTrait>(
     order_ids: &[Uuid],
 ) -> Result<Vec<ArbitratorSignatureRecord>, StoreError> {
     arbitrator_signatures::Entity::find()
-        .filter(one_of(db.get_database_backend(), arbitrator_signatures::Column::OrderId, order_ids))
+        .filter(arbitrator_signatures::Column::OrderId.is_in(order_ids.iter().copied()))
         .order_by_asc(arbitrator_signatures::Column::SignedAt)
         .order_by_asc(arbitrator_signatures::Column::Id)
         .all(db)

@@ -365,7 +365,6 @@ async fn subscription_cell(app: &TestApp, fx: &Fixture, query: &str, variables: 
         for _ in 0..100 {
             agora_api::notifications::enqueue(
                 &app.state.db,
-                &app.state.changes,
                 NewNotification {
                     user_id,
                     kind: NotificationKind::DisputeOpened,
@@ -378,6 +377,7 @@ async fn subscription_cell(app: &TestApp, fx: &Fixture, query: &str, variables: 
             )
             .await
             .expect("notification written");
+            app.state.notifications.hint(user_id);
             if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), ws::next(&mut socket)).await {
                 got = Some(m);
                 break;

@@ -36,7 +36,6 @@ mod devnet_xrpl;
 mod orders_btc;
 mod orders_xrpl;
 mod relay_ids;
-mod replicas;
 mod reputation;
 mod hardening;
 mod http;

@@ -49,16 +49,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub backend: Backend,
     pub data_dir: PathBuf,
-    /// What it was built with (a replica is built with the same).
-    settings: Settings,
     database: db::TestDatabase,
     _dir: tempfile::TempDir,
-}
-
-/// A second application on a [`TestApp`]'s database (see [`TestApp::spawn_replica`]).
-pub struct Replica {
-    pub address: String,
-    pub state: Arc<AppState>,
 }
 
 /// A response from `/graphql`: HTTP status, content type and JSON body.
@@ -131,7 +123,7 @@ impl TestApp {
         tweak(&mut settings);
         let data_dir = settings.data_dir.clone();
         let clock = Arc::new(AdjustableClock::default());
-        let app = Application::build_with_clock(settings.clone(), clock.clone())
+        let app = Application::build_with_clock(settings, clock.clone())
             .await
             .expect("the application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -153,24 +145,9 @@ impl TestApp {
             client: reqwest::Client::new(),
             backend,
             data_dir,
-            settings,
             database,
             _dir: dir,
         }
-    }
-
-    /// Another replica of this deployment: a second application (its own
-    /// pool, change listener and HTTP server, nothing shared in memory) on the
-    /// same database and data directory, so it holds the same development
-    /// keys, as replicas share their database and mounted secrets.
-    pub async fn spawn_replica(&self) -> Replica {
-        let app = Application::build_with_clock(self.settings.clone(), self.clock.clone())
-            .await
-            .expect("the replica builds");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let state = app.state();
-        tokio::spawn(app.run_until_stopped());
-        Replica { address, state }
     }
 
     /// Spawns with in-process devnets on free ports, mining and closing only

@@ -17,12 +17,7 @@ const OWED: Duration = Duration::from_secs(15);
 
 /// Opens `/graphql/ws` and completes `connection_init` (with a bearer token when given).
 pub async fn connect(app: &TestApp, token: Option<&str>) -> Socket {
-    connect_to(&app.address, token).await
-}
-
-/// As [`connect`], to the server at `address` (`http://host:port`), e.g. a replica.
-pub async fn connect_to(address: &str, token: Option<&str>) -> Socket {
-    let url = format!("{}/graphql/ws", address.replace("http://", "ws://"));
+    let url = format!("{}/graphql/ws", app.address.replace("http://", "ws://"));
     let mut request = url.into_client_request().expect("ws request");
     request
         .headers_mut()

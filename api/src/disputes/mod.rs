@@ -18,7 +18,6 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::changes::Topic;
 use crate::graphql::context::{AppState, Viewer};
 use crate::graphql::errors::{ApiError, ApiResult};
 use crate::notifications;
@@ -149,9 +148,7 @@ enum Notice {
     Appeal,
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn notify(
-    app: &AppState,
     txn: &DatabaseTransaction,
     users: &[Option<Uuid>],
     notice: Notice,
@@ -166,7 +163,7 @@ async fn notify(
             continue;
         }
         seen.push(*user);
-        notifications::dispute_notice(txn, &app.changes, *user, notice_kind(notice), subject, body, dispute.order_id, dispute.id, now).await?;
+        notifications::dispute_notice(txn, *user, notice_kind(notice), subject, body, dispute.order_id, dispute.id, now).await?;
     }
     Ok(())
 }
@@ -187,20 +184,14 @@ fn bump(d: &mut DisputeRecord, now: DateTime<Utc>) {
     d.updated_at = now;
 }
 
-/// Stores `d` and announces it to its `disputeUpdated` subscriptions (on
-/// every replica, once `txn` commits).
-async fn save(app: &AppState, txn: &DatabaseTransaction, d: &DisputeRecord) -> ApiResult<()> {
+async fn save(txn: &DatabaseTransaction, d: &DisputeRecord) -> ApiResult<()> {
     match store::update_dispute(txn, d).await {
-        Err(StoreError::VersionConflict) => {
-            return Err(ApiError::conflict(
-                "CONCURRENT_UPDATE",
-                "the dispute was changed at the same moment (another decision?); reload it",
-            ))
-        }
-        other => other?,
+        Err(StoreError::VersionConflict) => Err(ApiError::conflict(
+            "CONCURRENT_UPDATE",
+            "the dispute was changed at the same moment (another decision?); reload it",
+        )),
+        other => Ok(other?),
     }
-    app.changes.announce(txn, &[Topic::Dispute(d.id)]).await?;
-    Ok(())
 }
 
 /// A party opens a dispute with a first statement.
@@ -273,7 +264,6 @@ pub async fn open(
     attach_latest_claim(&txn, &order, dispute.id, now).await?;
     let other = if actor == Actor::Buyer { order.record.provider_id } else { order.record.buyer_id };
     notify(
-        app,
         &txn,
         &[Some(other), arbitrator],
         Notice::Opened,
@@ -368,13 +358,12 @@ pub async fn add_statement(
         dispute.responded_at = Some(now);
     }
     bump(&mut dispute, now);
-    save(app, &txn, &dispute).await?;
+    save(&txn, &dispute).await?;
     let others: Vec<Option<Uuid>> = [Some(order.record.buyer_id), Some(order.record.provider_id), dispute.arbitrator_id]
         .into_iter()
         .filter(|u| *u != Some(viewer.user_id))
         .collect();
     notify(
-        app,
         &txn,
         &others,
         Notice::NewStatement,
@@ -438,12 +427,11 @@ pub async fn decide(
         dispute.appeal_by = Some(agora_domain::escrow::deadlines::add(now, order.terms.deadlines().appeal_window));
     }
     bump(&mut dispute, now);
-    save(app, &txn, &dispute).await?;
+    save(&txn, &dispute).await?;
     if final_round {
         hand_to_escrow(app, &txn, &dispute, order, now).await?;
     }
     notify(
-        app,
         &txn,
         &[Some(order_party(&dispute, &txn, true).await?), Some(order_party(&dispute, &txn, false).await?)],
         Notice::Decision,
@@ -522,7 +510,7 @@ pub async fn appeal(app: &AppState, viewer: &Viewer, dispute_id: Uuid, statement
     dispute.appealed_at = Some(now);
     dispute.appealed_by = Some(role_name(actor).into());
     bump(&mut dispute, now);
-    save(app, &txn, &dispute).await?;
+    save(&txn, &dispute).await?;
     store::assign_order_arbitrator(&txn, order.id(), second).await?;
     store::insert_statement(
         &txn,
@@ -538,7 +526,6 @@ pub async fn appeal(app: &AppState, viewer: &Viewer, dispute_id: Uuid, statement
     )
     .await?;
     notify(
-        app,
         &txn,
         &[Some(order.record.buyer_id), Some(order.record.provider_id), second, first],
         Notice::Appeal,
@@ -578,7 +565,7 @@ pub async fn reassign(app: &AppState, viewer: &Viewer, dispute_id: Uuid, arbitra
     }
     dispute.arbitrator_id = Some(arbitrator_id);
     bump(&mut dispute, now);
-    save(app, &txn, &dispute).await?;
+    save(&txn, &dispute).await?;
     store::assign_order_arbitrator(&txn, order.id(), Some(arbitrator_id)).await?;
     txn.commit().await?;
     Ok(dispute)
@@ -646,7 +633,6 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
         if d.reminded_at.is_none() && now >= d.respond_by - Duration::hours(REMINDER_BEFORE_HOURS) && now <= d.respond_by {
             d.reminded_at = Some(now);
             notify(
-                app,
                 &txn,
                 &[Some(respondent)],
                 Notice::DeadlineApproaching,
@@ -661,7 +647,6 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
         if d.escalated_at.is_none() && now > d.respond_by {
             d.escalated_at = Some(now);
             notify(
-                app,
                 &txn,
                 &[parties[0], parties[1], d.arbitrator_id],
                 Notice::Escalated,
@@ -690,7 +675,6 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
             d.decision_escalated_at = Some(now);
             store::assign_order_arbitrator(&txn, order.id(), next).await?;
             notify(
-                app,
                 &txn,
                 &[parties[0], parties[1], late, next],
                 Notice::Escalated,
@@ -739,7 +723,7 @@ async fn sweep_one(app: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bo
         return Ok(false);
     }
     bump(&mut d, now);
-    save(app, &txn, &d).await?;
+    save(&txn, &d).await?;
     if lapsed {
         // No decision: a refund without an arbitration fee (the domain checks
         // that the decision and escalation deadlines both passed).

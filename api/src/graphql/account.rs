@@ -14,7 +14,6 @@ use super::context::{now, optional_viewer, state, viewer, AppState, Viewer};
 use super::errors::{ApiError, ApiResult};
 use super::node::{expect, global_id, NodeType};
 use super::provider::ProviderObject;
-use crate::changes::Topic;
 use crate::auth::{password, refresh};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -367,7 +366,6 @@ impl AccountMutation {
         }
         if token.used_at.is_some() || !accounts::mark_refresh_token_used(&txn, token.id, now).await? {
             accounts::revoke_refresh_family(&txn, token.family_id, now).await?;
-            app.changes.announce(&txn, &[Topic::Account(token.user_id)]).await?;
             txn.commit().await?;
             tracing::warn!(user.id = %token.user_id, session.id = %token.family_id, "refresh token reused; session revoked");
             return Err(ApiError::Unauthenticated(
@@ -388,21 +386,16 @@ impl AccountMutation {
     /// Ends a session: its refresh tokens stop working, and so do its access tokens.
     async fn logout(&self, ctx: &Context<'_>, input: LogoutInput) -> ApiResult<LogoutPayload> {
         let app = state(ctx);
-        let (family, user_id) = match input.refresh_token {
+        let family = match input.refresh_token {
             Some(token) => {
-                let token = accounts::find_refresh_token(&app.db, &refresh::hash(token.trim()))
+                accounts::find_refresh_token(&app.db, &refresh::hash(token.trim()))
                     .await?
-                    .ok_or_else(|| ApiError::Unauthenticated("unknown refresh token".into()))?;
-                (token.family_id, token.user_id)
+                    .ok_or_else(|| ApiError::Unauthenticated("unknown refresh token".into()))?
+                    .family_id
             }
-            None => {
-                let v = viewer(ctx).await?;
-                (v.session_id, v.user_id)
-            }
+            None => viewer(ctx).await?.session_id,
         };
         accounts::revoke_refresh_family(&app.db, family, now()).await?;
-        // The session's subscriptions, on every replica, end now.
-        app.changes.announce(&app.db, &[Topic::Account(user_id)]).await?;
         Ok(LogoutPayload { ok: true })
     }
 
@@ -450,8 +443,6 @@ impl AccountMutation {
             .await?
             .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
         let revoked = accounts::revoke_role(db, user_id, role).await?;
-        // Its subscriptions that needed the role end, on every replica.
-        state(ctx).changes.announce(db, &[Topic::Account(user_id)]).await?;
         tracing::info!(user.id = %user_id, admin.id = %admin.user_id, role = role.code(), revoked, "role revoked");
         Ok(RevokeRolePayload {
             user: UserObject(user),

@@ -45,10 +45,10 @@ pub struct AppState {
     pub xrpl_settings: XrplSettings,
     /// Heights the chain watchers last processed.
     pub tips: crate::watcher::ChainTips,
-    /// Change notifications: announced by writers, watched by subscriptions (see `changes`).
-    pub changes: crate::changes::Changes,
+    /// Hints that an order changed (see `graphql::subscription`).
+    pub order_updates: tokio::sync::broadcast::Sender<Uuid>,
     pub order_settings: OrderSettings,
-    /// The e-mail transport and dispatcher settings.
+    /// The e-mail transport and dispatcher settings, and `myNotifications` hints.
     pub notifications: crate::notifications::Notifications,
     /// What `/metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,

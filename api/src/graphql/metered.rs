@@ -566,12 +566,12 @@ impl MeteredMutation {
 }
 
 
-/// `sessionUpdated(id)`: the session now, then after every change (as `orderUpdated`).
+/// `sessionUpdated(id)`: the session now, then after every change (hint + poll,
+/// as `orderUpdated`).
 pub async fn follow_session(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<impl Stream<Item = SessionObject>> {
     let v = viewer(ctx).await?;
     let order_id = expect(NodeType::Order, id, "id")?;
     let app = state(ctx).clone();
-    let watch = app.changes.watch(crate::changes::Topic::Session(order_id));
     let (order, _, first) = metered::load_for(&app.db, order_id, v.user_id).await?;
     let deposit = order.terms.amount_due().minor();
     let limit = metered::claim_limit(&app, &order)?;
@@ -580,9 +580,10 @@ pub async fn follow_session(ctx: &Context<'_>, id: &ID) -> async_graphql::Result
         crate::orders::EscrowRecord::Bitcoin(_) => None,
     };
     let version = first.record.version;
+    let hints = app.order_updates.subscribe();
     let user = v.user_id;
     let first = SessionObject { session: first, deposit, limit, claim_key: claim_key.clone() };
-    Ok(follow_versions(first, version, watch, move || {
+    Ok(follow_versions(first, version, hints, order_id, move || {
         let app = app.clone();
         let claim_key = claim_key.clone();
         async move {

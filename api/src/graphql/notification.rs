@@ -3,6 +3,7 @@
 //! `myNotifications` subscription that pushes new ones.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use agora_persistence::notifications::{self as store, EmailState, NotificationRecord};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
@@ -373,7 +374,7 @@ const LOOKBACK_SECS: i64 = 120;
 
 struct Follow {
     app: std::sync::Arc<crate::graphql::context::AppState>,
-    watch: crate::changes::Watch,
+    hints: tokio::sync::broadcast::Receiver<Uuid>,
     user_id: Uuid,
     /// Pushed (or existing at the start) and still inside the look-back window.
     seen: HashMap<Uuid, DateTime<Utc>>,
@@ -396,16 +397,16 @@ impl Follow {
 }
 
 /// The `myNotifications` subscription: each new notification of the caller,
-/// as it is committed. Every notification is announced in the transaction
-/// that writes it (`notifications::enqueue`), so the stream wakes once it
-/// committed, whichever replica wrote it.
+/// as it is committed. A notification made on this replica wakes the stream
+/// at once; others are found by polling every second, so none is missed
+/// whichever replica wrote it.
 pub async fn follow_my_notifications(
     ctx: &Context<'_>,
 ) -> async_graphql::Result<impl Stream<Item = NotificationObject>> {
     let v = viewer(ctx).await?;
     let app = state(ctx).clone();
     let mut follow = Follow {
-        watch: app.changes.watch(crate::changes::Topic::Notifications(v.user_id)),
+        hints: app.notifications.subscribe(),
         app,
         user_id: v.user_id,
         seen: HashMap::new(),
@@ -419,9 +420,16 @@ pub async fn follow_my_notifications(
             if let Some(row) = f.queue.pop_front() {
                 return Some((NotificationObject(row), f));
             }
-            f.watch.changed().await;
-            if f.look().await.is_err() {
-                return None;
+            super::follow::wait_for_hint(&mut f.hints, f.user_id).await;
+            // The hint is sent before the change commits: look again shortly.
+            for delay_ms in super::follow::REREAD_MS {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                if f.look().await.is_err() {
+                    return None;
+                }
+                if !f.queue.is_empty() {
+                    break;
+                }
             }
         }
     }))

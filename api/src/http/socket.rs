@@ -6,11 +6,8 @@
 //! A subscription ends (an error naming why, then `complete`) when its
 //! session is logged out or its refresh family revoked, when the access token
 //! expires and was not renewed over the socket, or when the subscriber loses a
-//! role it had when it subscribed. Nothing polls for that: a subscription
-//! checks its session when its token expires and when the account's sessions
-//! or roles change (a logout, a revoked session, a removed role announce
-//! `Topic::Account`, on every replica); a check reads the database at most
-//! once per second per socket, whatever the number of subscriptions on it.
+//! role it had when it subscribed. The session is checked at most once per
+//! second per socket, whatever the number of subscriptions on it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,13 +19,11 @@ use async_graphql::{Data, ErrorExtensionValues, Executor, Request, Response, Ser
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::auth::{AccessClaims, TokenError};
-use crate::changes::{Topic, Watch};
 use crate::graphql::context::{AppState, RequestAuth};
 use crate::graphql::{guard, AgoraSchema};
 use crate::http::graphql::label_errors;
 
-/// How long one session check serves the other subscriptions of a socket,
-/// and how soon a check that could not be made is tried again.
+/// How often a subscription re-checks its session.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 type Claims = Option<Result<AccessClaims, TokenError>>;
@@ -76,23 +71,20 @@ impl SocketSession {
         }
     }
 
-    /// The roles of `claims`' session: `Ok(None)` when it has ended, `Err`
-    /// when that cannot be told right now. A check of this socket that started
-    /// at or after `not_before` is reused (the subscriptions of a socket all
-    /// wake on one change); otherwise the database is read.
-    async fn session_roles(&self, app: &AppState, claims: &AccessClaims, not_before: Instant) -> Result<Option<Roles>, ()> {
+    /// The roles of `claims`' session now: `Ok(None)` when it has ended,
+    /// `Err` when that cannot be told right now.
+    async fn session_roles(&self, app: &AppState, claims: &AccessClaims) -> Result<Option<Roles>, ()> {
         let mut checked = self.checked.lock().await;
         if let Some((at, sid, roles)) = &*checked {
-            if *sid == claims.sid && *at >= not_before {
+            if *sid == claims.sid && at.elapsed() < CHECK_EVERY {
                 return Ok(roles.clone());
             }
         }
-        let started = Instant::now();
         let roles = load_session_roles(app, claims).await.map_err(|e| {
             // A database hiccup ends nobody's subscription; the next check retries.
             tracing::warn!(error.cause = %e, "cannot check a subscription's session");
         })?;
-        *checked = Some((started, claims.sid, roles.clone()));
+        *checked = Some((Instant::now(), claims.sid, roles.clone()));
         Ok(roles)
     }
 }
@@ -177,50 +169,36 @@ impl Executor for SocketExecutor {
     }
 }
 
-/// Why a session no longer covers a subscription: `Ok(None)` while it still
-/// does, `Err` when that cannot be told right now. `not_before`: see
-/// [`SocketSession::session_roles`].
-async fn ended(
-    app: &AppState,
-    session: &SocketSession,
-    started: &AccessClaims,
-    initial: &Option<Roles>,
-    not_before: Instant,
-) -> Result<Option<Response>, ()> {
-    let claims = match session.current() {
-        Some(Ok(c)) if c.sub == started.sub && c.sid == started.sid => c,
-        _ => return Ok(Some(session_ended())),
-    };
-    if claims.exp <= chrono::Utc::now().timestamp() {
-        return Ok(Some(error_response(
-            "UNAUTHENTICATED",
-            Some("TOKEN_EXPIRED"),
-            "the access token has expired; renew it with a ping carrying the new token, or subscribe again",
-        )));
-    }
-    let Some(now_roles) = session.session_roles(app, &claims, not_before).await? else {
-        return Ok(Some(session_ended()));
-    };
-    if initial.as_ref().is_some_and(|had| !had.is_subset(&now_roles)) {
-        return Ok(Some(error_response(
-            "FORBIDDEN",
-            Some("ROLE_REMOVED"),
-            "a role this subscription was started with has been removed",
-        )));
-    }
-    Ok(None)
-}
-
-fn session_ended() -> Response {
-    error_response("UNAUTHENTICATED", Some("SESSION_ENDED"), "the session has ended; log in again")
-}
-
-/// How long until the socket's current token expires (it may have been
-/// renewed since the subscription started); zero when it has, or is not valid.
-fn until_expiry(session: &SocketSession) -> Duration {
-    match session.current() {
-        Some(Ok(c)) => Duration::from_secs(u64::try_from(c.exp - chrono::Utc::now().timestamp()).unwrap_or(0)),
-        _ => Duration::ZERO,
+/// Why a session no longer covers a subscription.
+async fn ended(app: &AppState, session: &SocketSession, started: &AccessClaims, initial: &Option<Roles>) -> Option<Response> {
+    let current = session.current();
+    {
+        let claims = match current {
+            Some(Ok(c)) if c.sub == started.sub && c.sid == started.sid => c,
+            _ => return Some(error_response("UNAUTHENTICATED", Some("SESSION_ENDED"), "the session has ended; log in again")),
+        };
+        if claims.exp <= chrono::Utc::now().timestamp() {
+            return Some(error_response(
+                "UNAUTHENTICATED",
+                Some("TOKEN_EXPIRED"),
+                "the access token has expired; renew it with a ping carrying the new token, or subscribe again",
+            ));
+        }
+        let now_roles = match session.session_roles(app, &claims).await {
+            Ok(Some(roles)) => roles,
+            Ok(None) => {
+                return Some(error_response("UNAUTHENTICATED", Some("SESSION_ENDED"), "the session has ended; log in again"))
+            }
+            Err(()) => return None,
+        };
+        if initial.as_ref().is_some_and(|had| !had.is_subset(&now_roles)) {
+            return Some(error_response(
+                "FORBIDDEN",
+                Some("ROLE_REMOVED"),
+                "a role this subscription was started with has been removed",
+            ));
+        }
+        None
     }
 }
 
@@ -237,54 +215,34 @@ fn guarded(
         session: Arc<SocketSession>,
         claims: AccessClaims,
         roles: Option<Roles>,
-        /// Wakes when the account's sessions or roles change, on any replica.
-        account: Watch,
-        /// Set when a check could not be made: when to try again.
-        retry_in: Option<Duration>,
         _slot: Slot,
     }
-    // Made before the first role check, so a change after it is not missed.
-    let account = app.changes.watch(Topic::Account(claims.sub));
     let state = State {
         inner: Some(inner),
         app,
         session,
         claims,
         roles: None,
-        account,
-        retry_in: None,
         _slot: slot,
     };
     stream::unfold(state, |mut st| async move {
         let mut inner = st.inner.take()?;
-        let recent = || Instant::now().checked_sub(CHECK_EVERY).unwrap_or_else(Instant::now);
         if st.roles.is_none() {
-            // The session may have ended before the watch was made: the
-            // first check is now, not at the next change.
-            match st.session.session_roles(&st.app, &st.claims, recent()).await {
-                Ok(Some(roles)) => st.roles = Some(roles),
-                Ok(None) => return Some((session_ended(), st)),
-                Err(()) => st.retry_in = Some(CHECK_EVERY),
-            }
+            st.roles = st.session.session_roles(&st.app, &st.claims).await.ok().flatten();
         }
         loop {
-            let check_in = st.retry_in.unwrap_or_else(|| until_expiry(&st.session));
-            let not_before = tokio::select! {
+            tokio::select! {
                 item = inner.next() => {
                     let item = item?;
                     st.inner = Some(inner);
                     return Some((item, st));
                 }
-                // A change after the last check: only a newer check will do.
-                () = st.account.changed() => Instant::now(),
-                () = tokio::time::sleep(check_in) => recent(),
-            };
-            match ended(&st.app, &st.session, &st.claims, &st.roles, not_before).await {
-                // `inner` is dropped: the subscription's own stream stops.
-                Ok(Some(why)) => return Some((why, st)),
-                Ok(None) => st.retry_in = None,
-                // A database hiccup ends nobody's subscription; check again soon.
-                Err(()) => st.retry_in = Some(CHECK_EVERY),
+                () = tokio::time::sleep(CHECK_EVERY) => {
+                    if let Some(why) = ended(&st.app, &st.session, &st.claims, &st.roles).await {
+                        // `inner` is dropped: the subscription's own stream stops.
+                        return Some((why, st));
+                    }
+                }
             }
         }
     })

@@ -40,7 +40,6 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
-use crate::changes::{Changes, Topic};
 use crate::graphql::context::AppState;
 use crate::graphql::errors::{ApiError, ApiResult};
 use crate::notifications::compose::{self, OrderFacts, Recipient};
@@ -76,7 +75,6 @@ impl MeteredSession {
 /// the link is recorded on both sessions in this transaction.
 pub async fn on_order_placed<C: ConnectionTrait>(
     db: &C,
-    changes: &Changes,
     order: &Order,
     top_up_of: Option<Uuid>,
     now: DateTime<Utc>,
@@ -100,7 +98,6 @@ pub async fn on_order_placed<C: ConnectionTrait>(
                 }
                 other => other?,
             }
-            changes.announce(db, &[Topic::Session(previous)]).await?;
             session.continues = Some(previous);
             old.record.windows_json
         }
@@ -248,7 +245,7 @@ async fn save_session(
     }
     s.record.version += 1;
     s.record.updated_at = now;
-    app.changes.announce(txn, &[Topic::Session(s.record.order_id)]).await?;
+    let _ = app.order_updates.send(s.record.order_id);
     Ok(())
 }
 
@@ -431,7 +428,7 @@ pub async fn record_usage(
     let thresholds = alert_thresholds(&txn, order.record.buyer_id).await?;
     let fired = s.session.crossed_alerts(order.terms.amount_due().minor(), &thresholds);
     save_session(app, &txn, &mut s, now).await?;
-    announce_alerts(&txn, &app.changes, &order, &s, &fired, thresholds.iter().max().copied(), now).await?;
+    announce_alerts(&txn, &order, &s, &fired, thresholds.iter().max().copied(), now).await?;
     store::insert_usage(
         &txn,
         &UsageRecord {
@@ -447,6 +444,10 @@ pub async fn record_usage(
     )
     .await?;
     txn.commit().await?;
+    if !fired.is_empty() {
+        app.notifications.hint(order.record.buyer_id);
+        app.notifications.hint(order.record.provider_id);
+    }
     for t in &fired {
         tracing::info!(order.id = %order_id, alert.threshold_bps = t, "usage alert fired");
     }
@@ -458,7 +459,6 @@ pub async fn record_usage(
 /// The buyer's highest threshold is the "nearly exhausted" notice.
 async fn announce_alerts(
     txn: &DatabaseTransaction,
-    changes: &Changes,
     order: &Order,
     s: &MeteredSession,
     fired: &[u16],
@@ -481,7 +481,7 @@ async fn announce_alerts(
                 order_id: Some(order.id()),
                 dispute_id: None,
             };
-            notifications::enqueue(txn, changes, n, now).await?;
+            notifications::enqueue(txn, n, now).await?;
         }
     }
     Ok(())
@@ -912,7 +912,7 @@ async fn settle_latest(
             "psbt: it does not carry your signature on every input",
         ));
     }
-    orders::save(app, txn, &mut order, now).await?;
+    orders::save_and_hint(app, txn, &mut order, now).await?;
     s.session.closed = true;
     save_session(app, txn, s, now).await?;
     Ok(order)
@@ -1017,7 +1017,7 @@ pub async fn settle_closed_channel(app: &AppState, txn: &DatabaseTransaction, mu
     if s.record.latest_claim_psbt.is_none() || s.session.latest_claim == 0 {
         s.session.closed = true;
         save_session(app, txn, &mut s, now).await?;
-        orders::save(app, txn, &mut order, now).await?;
+        orders::save_and_hint(app, txn, &mut order, now).await?;
         return Ok(order);
     }
     let claimed = Amount::new(order.terms.asset(), s.session.latest_claim).map_err(ApiError::internal)?;

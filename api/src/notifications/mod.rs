@@ -18,18 +18,20 @@ pub mod compose;
 pub mod dispatcher;
 pub mod mailer;
 
+use std::collections::HashSet;
+
 use agora_domain::escrow::{Alert, Audience, Effect};
 use agora_persistence::notifications::{self as store, EmailState, NotificationRecord};
 use agora_persistence::StoreError;
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use self::dispatcher::{dispatch_once, dispatch_once_then_crash, message_id};
 use self::compose::{OrderFacts, Recipient};
 use self::mailer::MailTransport;
-use crate::changes::{Changes, Topic};
 use crate::config::{Mode, NotificationSettings, Settings};
 use crate::graphql::context::AppState;
 use crate::graphql::errors::{ApiError, ApiResult};
@@ -123,16 +125,9 @@ pub struct NewNotification {
 const MAX_SUBJECT_CHARS: usize = 200;
 
 /// Writes `n` to the outbox on `db` (pass the transaction of the change it
-/// announces) and announces it to the user's `myNotifications` subscriptions
-/// on every replica (delivered when that transaction commits). Its e-mail is
-/// `pending`, or `skipped` when the user switched e-mail off for this kind;
-/// either way the user sees it in the API.
-pub async fn enqueue<C: ConnectionTrait>(
-    db: &C,
-    changes: &Changes,
-    n: NewNotification,
-    now: DateTime<Utc>,
-) -> Result<Uuid, StoreError> {
+/// announces). Its e-mail is `pending`, or `skipped` when the user switched
+/// e-mail off for this kind; either way the user sees it in the API.
+pub async fn enqueue<C: ConnectionTrait>(db: &C, n: NewNotification, now: DateTime<Utc>) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
     let email = store::email_enabled(db, n.user_id, n.kind.code()).await?;
     // A subject is one header line: no line breaks, bounded length.
@@ -166,16 +161,16 @@ pub async fn enqueue<C: ConnectionTrait>(
         },
     )
     .await?;
-    changes.announce(db, &[Topic::Notifications(n.user_id)]).await?;
     Ok(id)
 }
 
 /// The notification side of the application state: the e-mail transport,
-/// the dispatcher's settings.
+/// the dispatcher's settings and the hints that wake `myNotifications`.
 pub struct Notifications {
     settings: NotificationSettings,
     transport: MailTransport,
     from: Mailbox,
+    hints: broadcast::Sender<Uuid>,
 }
 
 impl Notifications {
@@ -200,11 +195,23 @@ impl Notifications {
             transport: MailTransport::from_settings(cfg, &settings.data_dir)?,
             settings: cfg.clone(),
             from,
+            hints: broadcast::channel(1024).0,
         })
     }
 
     pub fn settings(&self) -> &NotificationSettings {
         &self.settings
+    }
+
+    /// Hints (user ids) that a user may have a new notification.
+    pub fn subscribe(&self) -> broadcast::Receiver<Uuid> {
+        self.hints.subscribe()
+    }
+
+    /// Wakes the user's subscriptions on this replica (they re-read after the
+    /// commit; other replicas' subscriptions notice by polling).
+    pub fn hint(&self, user_id: Uuid) {
+        let _ = self.hints.send(user_id);
     }
 }
 
@@ -267,7 +274,7 @@ pub async fn on_effects(
 /// Tells buyer and provider, in `txn`, that an automatic step of their order
 /// failed (`detail` says which and why); once per distinct failure.
 pub async fn notify_parties(
-    app: &AppState,
+    _app: &AppState,
     txn: &DatabaseTransaction,
     order: &Order,
     subject: &str,
@@ -277,7 +284,6 @@ pub async fn notify_parties(
     for user_id in [order.record.buyer_id, order.record.provider_id] {
         enqueue(
             txn,
-            &app.changes,
             NewNotification {
                 user_id,
                 kind: NotificationKind::ActionFailed,
@@ -295,7 +301,7 @@ pub async fn notify_parties(
 
 /// Tells buyer and provider about a new order. Call it in the transaction
 /// that inserts the order (`orders::place`), as that is not an escrow effect.
-pub async fn order_placed<C: ConnectionTrait>(db: &C, changes: &Changes, order: &Order, now: DateTime<Utc>) -> ApiResult<()> {
+pub async fn order_placed<C: ConnectionTrait>(db: &C, order: &Order, now: DateTime<Utc>) -> ApiResult<()> {
     let facts = OrderFacts::of(order);
     for (user_id, recipient) in [
         (order.record.buyer_id, Recipient::Buyer),
@@ -304,7 +310,6 @@ pub async fn order_placed<C: ConnectionTrait>(db: &C, changes: &Changes, order: 
         let (subject, body) = compose::order_placed(&facts, recipient);
         enqueue(
             db,
-            changes,
             NewNotification {
                 user_id,
                 kind: NotificationKind::OrderPlaced,
@@ -326,7 +331,6 @@ pub async fn order_placed<C: ConnectionTrait>(db: &C, changes: &Changes, order: 
 #[allow(clippy::too_many_arguments)]
 pub async fn dispute_notice(
     txn: &DatabaseTransaction,
-    changes: &Changes,
     user_id: Uuid,
     kind: &str,
     subject: &str,
@@ -339,7 +343,6 @@ pub async fn dispute_notice(
         .ok_or_else(|| ApiError::internal(format!("unknown notification kind {kind}")))?;
     enqueue(
         txn,
-        changes,
         NewNotification {
             user_id,
             kind,
@@ -355,8 +358,13 @@ pub async fn dispute_notice(
 }
 
 async fn write_all(app: &AppState, txn: &DatabaseTransaction, out: Vec<NewNotification>, now: DateTime<Utc>) -> ApiResult<()> {
+    let mut users = HashSet::new();
     for n in out {
-        enqueue(txn, &app.changes, n, now).await?;
+        users.insert(n.user_id);
+        enqueue(txn, n, now).await?;
+    }
+    for user_id in users {
+        app.notifications.hint(user_id);
     }
     Ok(())
 }

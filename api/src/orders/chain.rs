@@ -131,7 +131,7 @@ pub async fn apply_bitcoin_event(
                     .map(|u| format!("{}:{} ({} sats)", u.txid, u.vout, u.value))
                     .collect::<Vec<_>>()
                     .join(", ");
-                super::save(app, txn, &mut order, now).await?;
+                super::save_and_hint(app, txn, &mut order, now).await?;
                 note(txn, &order, "StrayDeposit", &format!("received outside the accepted funding, to be refunded to the buyer: {detail}"), now).await?;
                 return Ok(order);
             }
@@ -303,7 +303,7 @@ async fn update_xrpl_in(
     let mut order = load(txn, order_id).await?;
     let x = xrpl_mut(&mut order)?;
     change(x)?;
-    super::save(app, txn, &mut order, now).await?;
+    super::save(txn, &mut order, now).await?;
     agora_persistence::orders::insert_order_event(
         txn,
         &agora_persistence::orders::OrderEventRecord {
@@ -404,7 +404,7 @@ pub async fn apply_xrpl_event(
             x.ledger_index = x.ledger_index.max(ledger_index);
             x.next_sequence = Some(x.next_sequence.unwrap_or(0).max(next_sequence));
             let early = x.funded_drops;
-            super::save(app, txn, &mut order, now).await?;
+            super::save(txn, &mut order, now).await?;
             note(txn, &order, "EscrowAccountReady", "the ledger shows the 2-of-3 signer list and the master key disabled", now)
                 .await?;
             if early == 0 {
@@ -427,7 +427,7 @@ pub async fn apply_xrpl_event(
                     "{} drops arrived in ledger {ledger_index} before the escrow account was locked; they count once the ledger shows the lock",
                     deposit_drops.saturating_sub(before)
                 );
-                super::save(app, txn, &mut order, now).await?;
+                super::save(txn, &mut order, now).await?;
                 note(txn, &order, "DepositBeforeLock", &detail, now).await?;
                 return Ok(order);
             }
@@ -451,7 +451,7 @@ pub async fn apply_xrpl_event(
             }
             x.next_sequence = Some(next);
             x.ledger_index = x.ledger_index.max(ledger_index);
-            super::save(app, txn, &mut order, now).await?;
+            super::save(txn, &mut order, now).await?;
             Ok(order)
         }
         XrplChainEvent::PayoutValidated { hash, ledger_index } => {
@@ -468,7 +468,7 @@ pub async fn apply_xrpl_event(
                 let event = EscrowEvent::PayoutConfirmed { txid: id };
                 transition(app, txn, order, Actor::Chain, &event, now).await
             } else {
-                super::save(app, txn, &mut order, now).await?;
+                super::save(txn, &mut order, now).await?;
                 Ok(order)
             }
         }
@@ -499,7 +499,7 @@ pub async fn apply_xrpl_event(
                 spec.destination.address,
                 spec.destination.tag.map(|t| format!(", tag {t}")).unwrap_or_default(),
             );
-            super::save(app, txn, &mut order, now).await?;
+            super::save(txn, &mut order, now).await?;
             note(txn, &order, "PayoutShareRefused", &detail, now).await?;
             Ok(order)
         }
@@ -583,7 +583,7 @@ async fn apply_channel_event(
                 note(txn, &order, "ChannelCloseRebuilt", &detail, now).await?;
                 return Box::pin(after_channel_change(app, txn, order, now)).await;
             }
-            super::save(app, txn, &mut order, now).await?;
+            super::save(txn, &mut order, now).await?;
             if closed_by_provider {
                 note(txn, &order, "ChannelClosedByProvider", &format!("the provider redeemed its claim and closed the channel ({hash})"), now).await?;
             }
@@ -612,7 +612,7 @@ async fn apply_channel_event(
                         note(txn, &order, "ChannelCloseRebuilt", "the channel is still open after the escrow's closing transactions; new ones are built and must be signed again", now).await?;
                         return Box::pin(after_channel_change(app, txn, order, now)).await;
                     }
-                    super::save(app, txn, &mut order, now).await?;
+                    super::save(txn, &mut order, now).await?;
                     Ok(order)
                 }
                 None if ch.status == ChannelStatus::Open => {
@@ -626,7 +626,7 @@ async fn apply_channel_event(
                     Box::pin(after_channel_change(app, txn, order, now)).await
                 }
                 None => {
-                    super::save(app, txn, &mut order, now).await?;
+                    super::save(txn, &mut order, now).await?;
                     Ok(order)
                 }
             }
@@ -692,13 +692,13 @@ async fn after_channel_change(
                 let event = EscrowEvent::PayoutConfirmed { txid: String::new() };
                 return Box::pin(transition(app, txn, order, Actor::Chain, &event, now)).await;
             }
-            super::save(app, txn, &mut order, now).await?;
+            super::save_and_hint(app, txn, &mut order, now).await?;
             Ok(order)
         }
         // The provider closed the channel itself: the session is over.
         None if session_open && closed => Box::pin(crate::metered::settle_closed_channel(app, txn, order, now)).await,
         _ => {
-            super::save(app, txn, &mut order, now).await?;
+            super::save_and_hint(app, txn, &mut order, now).await?;
             Ok(order)
         }
     }

@@ -28,7 +28,6 @@ use uuid::Uuid;
 
 use self::bitcoin::BtcEscrow;
 use self::xrpl::XrplEscrow;
-use crate::changes::Topic;
 use crate::graphql::context::AppState;
 use crate::graphql::errors::{ApiError, ApiResult};
 
@@ -280,7 +279,7 @@ pub async fn transition(
             btc.fee_rate_sat_vb = Some(app.bitcoin.fees.current());
         }
     }
-    save(app, txn, &mut order, now).await?;
+    save_and_hint(app, txn, &mut order, now).await?;
     crate::notifications::on_effects(app, txn, &order, &result.effects, now).await?;
     crate::reputation::on_order_changed(app, txn, &order, now).await?;
     orders::insert_order_event(
@@ -340,11 +339,19 @@ async fn latest_claim<C: ConnectionTrait>(db: &C, order: &Order) -> ApiResult<Op
     }
 }
 
-/// Stores state and escrow (CONFLICT when someone else changed the order
-/// first) and announces the new version to its `orderUpdated` subscriptions
-/// on every replica, delivered when `db`'s transaction commits. Every write of
-/// an order goes through here, so no subscription misses a version.
-pub async fn save<C: ConnectionTrait>(app: &AppState, db: &C, order: &mut Order, now: DateTime<Utc>) -> ApiResult<()> {
+/// Stores state and escrow; CONFLICT when someone else changed the order first.
+pub async fn save<C: ConnectionTrait>(db: &C, order: &mut Order, now: DateTime<Utc>) -> ApiResult<()> {
+    save_inner(db, order, now).await
+}
+
+/// Stores and tells subscribers (a hint: they re-read after the commit).
+pub async fn save_and_hint<C: ConnectionTrait>(app: &AppState, db: &C, order: &mut Order, now: DateTime<Utc>) -> ApiResult<()> {
+    save_inner(db, order, now).await?;
+    let _ = app.order_updates.send(order.id());
+    Ok(())
+}
+
+async fn save_inner<C: ConnectionTrait>(db: &C, order: &mut Order, now: DateTime<Utc>) -> ApiResult<()> {
     let state_json = serde_json::to_string(&order.state).map_err(ApiError::internal)?;
     let escrow_json = serde_json::to_string(&order.escrow).map_err(ApiError::internal)?;
     match orders::update_order(
@@ -371,7 +378,6 @@ pub async fn save<C: ConnectionTrait>(app: &AppState, db: &C, order: &mut Order,
     order.record.state_json = state_json;
     order.record.escrow_json = escrow_json;
     order.record.updated_at = now;
-    app.changes.announce(db, &[Topic::Order(order.id())]).await?;
     Ok(())
 }
 
@@ -393,7 +399,7 @@ pub async fn sign_channel(app: &AppState, id: Uuid, user_id: Uuid, blobs: &[Stri
     };
     x.import_channel_signatures(&signer, blobs)?;
     let complete = x.channel.as_ref().is_some_and(|c| c.awaiting().is_empty());
-    save(app, &txn, &mut order, now).await?;
+    save_and_hint(app, &txn, &mut order, now).await?;
     orders::insert_order_event(
         &txn,
         &OrderEventRecord {
@@ -454,7 +460,7 @@ pub async fn submit_payout_signature(
             ))
         }
     }
-    save(app, &txn, &mut order, now).await?;
+    save_and_hint(app, &txn, &mut order, now).await?;
     let complete = order.escrow.payout_complete();
     orders::insert_order_event(
         &txn,

@@ -249,8 +249,8 @@ async fn try_place(app: &AppState, req: &PlaceOrderRequest) -> ApiResult<Order> 
     )
     .await?;
     let order = Order::from_record(record)?;
-    crate::notifications::order_placed(&txn, &app.changes, &order, now).await?;
-    crate::metered::on_order_placed(&txn, &app.changes, &order, req.top_up_of, now).await?;
+    crate::notifications::order_placed(&txn, &order, now).await?;
+    crate::metered::on_order_placed(&txn, &order, req.top_up_of, now).await?;
     txn.commit().await?;
     tracing::info!(order.id = %order_id, escrow.address = %setup.address, escrow.key_index = index, "order placed");
     Ok(order)

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::signing::SigningGate;
 use super::xrpl::recipient_name;
-use super::{actor_name, load_for, save, EscrowRecord, Order};
+use super::{actor_name, load_for, save_and_hint, EscrowRecord, Order};
 use crate::graphql::context::AppState;
 use crate::graphql::errors::{ApiError, ApiResult};
 
@@ -67,7 +67,7 @@ pub async fn set_payout_destination(
     // otherwise the two parties sign it.
     let ctx = super::system_context(&order, u64::from(validated), now);
     let cosigned = SigningGate::sign_payout(app, &txn, &mut order, outcome, &ctx).await.is_ok();
-    save(app, &txn, &mut order, now).await?;
+    save_and_hint(app, &txn, &mut order, now).await?;
     let whose = recipient_name(recipient);
     let detail = format!(
         "the {whose} named {}{} for its refused share; a new Payment is to be signed{}",

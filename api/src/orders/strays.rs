@@ -13,7 +13,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use super::signing::SigningGate;
-use super::{load, load_for, save, EscrowRecord, Order};
+use super::{load, load_for, save_and_hint, EscrowRecord, Order};
 use crate::graphql::context::AppState;
 use crate::graphql::errors::{ApiError, ApiResult};
 use agora_domain::escrow::Actor;
@@ -57,7 +57,7 @@ pub async fn prepare_refunds(app: &AppState, txn: &DatabaseTransaction, order_id
         };
         note(txn, &order, "StrayRefundPrepared", detail).await?;
     }
-    save(app, txn, &mut order, now).await?;
+    save_and_hint(app, txn, &mut order, now).await?;
     Ok(prepared)
 }
 
@@ -74,7 +74,7 @@ pub async fn submit_signature(app: &AppState, order_id: Uuid, user_id: Uuid, ind
     };
     b.import_stray_signatures(index, psbt)?;
     let complete = b.strays.get(index).and_then(|s| s.refund.as_ref()).is_some_and(|r| r.final_tx.is_some());
-    save(app, &txn, &mut order, now).await?;
+    save_and_hint(app, &txn, &mut order, now).await?;
     note(&txn, &order, "StrayRefundSigned", if complete { "fully signed; broadcast next" } else { "" }).await?;
     txn.commit().await?;
     Ok(order)

@@ -492,7 +492,7 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                             p.broadcast_at = Some(now);
                         }
                     }
-                    orders::save(&self.app, &txn, &mut fresh, now).await?;
+                    orders::save(&txn, &mut fresh, now).await?;
                     if first {
                         apply_bitcoin_event(&self.app, &txn, order.id(), BitcoinChainEvent::PayoutBroadcast { txid }).await?;
                     }
@@ -514,7 +514,7 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                             p.last_rejection = Some(reason.clone());
                         }
                     }
-                    orders::save(&self.app, &txn, &mut fresh, now).await?;
+                    orders::save(&txn, &mut fresh, now).await?;
                     if !repeated {
                         tracing::warn!(order.id = %order.id(), reason = %reason, "the node rejected the payout");
                         note(&txn, order.id(), "PayoutRejected", &reason, now).await?;
@@ -591,7 +591,7 @@ impl<S: BitcoinSource> BitcoinWatcher<S> {
                 Err(e) => tracing::warn!(order.id = %id, error = ?e, "the marketplace does not re-sign the bumped payout"),
             }
         }
-        orders::save(&self.app, txn, &mut order, now).await?;
+        orders::save_and_hint(&self.app, txn, &mut order, now).await?;
         note(txn, id, "PayoutFeeBumped", &detail, now).await.map_err(|e| crate::graphql::errors::ApiError::internal(e.to_string()))?;
         Ok(())
     }
@@ -708,7 +708,7 @@ async fn update_btc(
     if let EscrowRecord::Bitcoin(b) = &mut order.escrow {
         change(b);
     }
-    orders::save(app, txn, &mut order, app.clock.now()).await?;
+    orders::save(txn, &mut order, app.clock.now()).await?;
     Ok(())
 }
 

@@ -492,7 +492,7 @@ impl<S: XrplSource> XrplWatcher<S> {
                         return Ok(0);
                     }
                 }
-                orders::save(&self.app, &txn, &mut fresh, now).await?;
+                orders::save(&txn, &mut fresh, now).await?;
                 note(&txn, id, "DepositRefundSigned", "the order expired before the escrow account was locked; its deposits go back to the buyer", now).await?;
                 txn.commit().await?;
                 match xrpl_of(&fresh).and_then(|x| x.setup.refund.as_ref()) {
@@ -572,7 +572,7 @@ impl<S: XrplSource> XrplWatcher<S> {
                 tracing::warn!(order.id = %id, error = ?e, "the marketplace does not re-sign the rebuilt payout");
             }
         }
-        orders::save(&self.app, &txn, &mut order, now).await?;
+        orders::save(&txn, &mut order, now).await?;
         let parties: Vec<&str> = signed_before.into_iter().filter(|p| *p != "arbitrator").collect();
         let signed = if parties.is_empty() { "nobody".to_owned() } else { parties.join(" and ") };
         let kept = if dead.len() == 1 { "its Payment is" } else { "its Payments are" };
