@@ -1003,7 +1003,6 @@ fn provider_close(x: &XrplEscrow, ch: &XrplChannel, claim: &ChannelClaim, blobs:
     Ok(ProviderClose {
         blob: blob.trim().to_uppercase(),
         hash: tx.hash().to_uppercase(),
-        balance_drops: claim.drops,
     })
 }
 

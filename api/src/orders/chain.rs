@@ -580,8 +580,7 @@ async fn apply_channel_event(
                 // delivered, just before it: close again, from the new balance.
                 ch.close.clear();
                 let detail = format!("the escrow's close of the channel was refused with {result} ({hash}); a new one is built and must be signed again");
-                note(txn, &order, "ChannelCloseRebuilt", &detail, now).await?;
-                return Box::pin(after_channel_change(app, txn, order, now)).await;
+                return close_again(app, txn, order, &detail, now).await;
             }
             super::save(txn, &mut order, now).await?;
             if closed_by_provider {
@@ -609,8 +608,8 @@ async fn apply_channel_event(
                         // still there (the second came before the expiration):
                         // close again.
                         ch.close.clear();
-                        note(txn, &order, "ChannelCloseRebuilt", "the channel is still open after the escrow's closing transactions; new ones are built and must be signed again", now).await?;
-                        return Box::pin(after_channel_change(app, txn, order, now)).await;
+                        let detail = "the channel is still open after the escrow's closing transactions; new ones are built and must be signed again";
+                        return close_again(app, txn, order, detail, now).await;
                     }
                     super::save(txn, &mut order, now).await?;
                     Ok(order)
@@ -644,6 +643,20 @@ async fn apply_channel_event(
         }
         other => Err(ApiError::internal(format!("not a channel event: {other:?}"))),
     }
+}
+
+/// The escrow's closing transactions were dropped (`detail` says why): the
+/// history says so and new ones are built (and co-signed where the
+/// marketplace co-signs this payout).
+async fn close_again(
+    app: &AppState,
+    txn: &sea_orm::DatabaseTransaction,
+    order: Order,
+    detail: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<Order> {
+    note(txn, &order, "ChannelCloseRebuilt", detail, now).await?;
+    Box::pin(after_channel_change(app, txn, order, now)).await
 }
 
 /// The order, with `ledger_index` recorded as seen by its escrow.

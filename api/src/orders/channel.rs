@@ -109,7 +109,6 @@ impl ChannelStep {
 pub struct ProviderClose {
     pub blob: String,
     pub hash: String,
-    pub balance_drops: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,10 +174,6 @@ impl XrplChannel {
     /// Every step, create first.
     pub fn steps(&self) -> impl Iterator<Item = &ChannelStep> {
         std::iter::once(&self.create).chain(self.close.iter())
-    }
-
-    pub fn steps_mut(&mut self) -> impl Iterator<Item = &mut ChannelStep> {
-        std::iter::once(&mut self.create).chain(self.close.iter_mut())
     }
 
     /// The Sequences the channel's signed, not yet applied steps hold while
